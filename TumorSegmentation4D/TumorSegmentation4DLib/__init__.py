@@ -1,0 +1,1 @@
+"""TumorSegmentation4DLib."""
