@@ -185,9 +185,13 @@ def _silence_vtk_messages() -> None:
     vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``spatiotemporal`` command; return the exit status."""
-    parser = build_parser(registered_commands())
+def main(argv: Sequence[str] | None = None, commands: Sequence[Command] | None = None) -> int:
+    """Run the ``spatiotemporal`` command; return the exit status.
+
+    ``commands`` replaces the installed modules' subcommands (to run a module that is not
+    registered, e.g. in its tests).
+    """
+    parser = build_parser(registered_commands() if commands is None else commands)
     args = parser.parse_args(argv)
     runtime = Runtime(quiet=args.quiet)
     _silence_vtk_messages()

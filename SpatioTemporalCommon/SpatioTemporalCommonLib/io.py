@@ -188,6 +188,21 @@ def read_volume(context: MRMLContext, path: str | Path, *, labelmap: bool = Fals
     return node
 
 
+def read_mask(context: MRMLContext, path: str | Path, *, what: str = "mask"):
+    """Read a mask: a segmentation (``.seg.nrrd``) or a label volume (non-zero = inside)."""
+    path = require_existing(path, what)
+    if file_suffix(path) != ".seg.nrrd":
+        return read_volume(context, path, labelmap=True, what=what)
+    node = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", stem(path))
+    storage = context.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node):
+        _remove_nodes(context, node, storage)
+        raise InputError(f"could not read {what} '{path.name}' as a segmentation: the file is damaged")
+    return node
+
+
 def _remove_nodes(context: MRMLContext, *nodes) -> None:
     for node in nodes:
         if node is not None and context.scene.IsNodePresent(node):

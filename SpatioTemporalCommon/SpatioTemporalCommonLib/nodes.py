@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import slicer
 import slicer.util
+import vtk
 
 from .context import MRMLContext
 from .geometry import VolumeGeometry
@@ -108,7 +109,18 @@ def labels_from_segmentation(context: MRMLContext, segmentation_node, reference_
 def add_table(context: MRMLContext, columns: Mapping[str, Sequence], name: str):
     """Add a table node with one column per entry of ``columns`` (numbers or strings)."""
     table = context.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    slicer.util.updateTableFromArray(table, [np.asarray(values) for values in columns.values()], list(columns))
+    for column_name, column_values in columns.items():
+        values = np.asarray(column_values)
+        if values.dtype.kind in "biuf":
+            column = vtk.vtkDoubleArray()
+            for value in values.astype(float):
+                column.InsertNextValue(value)
+        else:
+            column = vtk.vtkStringArray()
+            for value in values:
+                column.InsertNextValue(str(value))
+        column.SetName(column_name)
+        table.AddColumn(column)
     return table
 
 
@@ -142,7 +154,11 @@ def add_to_folder(context: MRMLContext, folder_name: str, nodes: Sequence) -> in
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(context.scene)
     folder = hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), folder_name)
     for node in nodes:
-        hierarchy.SetItemParent(hierarchy.GetItemByDataNode(node), folder)
+        item = hierarchy.GetItemByDataNode(node)
+        if item == hierarchy.GetInvalidItemID():
+            hierarchy.CreateItem(folder, node)  # headless scenes do not add every node class to the hierarchy
+        else:
+            hierarchy.SetItemParent(item, folder)
     return folder
 
 

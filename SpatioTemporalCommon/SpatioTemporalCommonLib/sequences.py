@@ -41,6 +41,8 @@ def update_volume(volume_node, array_kji: np.ndarray, geometry: VolumeGeometry) 
     """Fill a volume node with an array ``(k, j, i)`` on ``geometry``."""
     if tuple(array_kji.shape) != geometry.shape:
         raise ValueError(f"array shape {array_kji.shape} does not match the geometry {geometry.shape}")
+    if array_kji.dtype.kind in "iu" and array_kji.dtype.itemsize == 8:
+        array_kji = array_kji.astype(np.int32)  # VTK images have no 64-bit integer scalar type in Slicer
     slicer.util.updateVolumeFromArray(volume_node, np.ascontiguousarray(array_kji))
     set_volume_geometry(volume_node, geometry)
 
