@@ -22,6 +22,14 @@ TEMPORAL_POSITION = "0020|0100"
 IMAGE_POSITION = "0020|0032"
 IMAGE_ORIENTATION = "0020|0037"
 
+#: DICOM tags of acquisition parameters, by the name the analyses use (values in the tags' units).
+ACQUISITION_TAGS = {
+    "flip_angle_deg": "0018|1314",
+    "repetition_time_ms": "0018|0080",
+    "echo_time_ms": "0018|0081",
+    "magnetic_field_strength_T": "0018|0087",
+}
+
 
 def _acquisition_time_seconds(text: str) -> float:
     """Seconds since midnight from a DICOM TM value ``hhmmss.frac``."""
@@ -79,6 +87,17 @@ def _sort_by_slice_position(files: list[str], tags: list[dict[str, str]]) -> lis
     return [files[i] for i in np.argsort(positions)]
 
 
+def acquisition_parameters(tags: dict[str, str]) -> dict[str, float]:
+    """Numeric acquisition parameters present in one file's tags (see :data:`ACQUISITION_TAGS`)."""
+    found = {}
+    for name, tag in ACQUISITION_TAGS.items():
+        try:
+            found[name] = float(tags[tag].strip())
+        except (KeyError, ValueError):
+            continue
+    return found
+
+
 def read_dicom_frames(folder: Path):
     """Read the frames of the largest DICOM series in ``folder``.
 
@@ -92,6 +111,8 @@ def read_dicom_frames(folder: Path):
         tell the frames apart.
     source : str
         Which tag gave the times.
+    acquisition : dict of str to float
+        Acquisition parameters of the first file (:func:`acquisition_parameters`).
     """
     import SimpleITK as sitk
 
@@ -117,4 +138,4 @@ def read_dicom_frames(folder: Path):
         affine = frame_affine
         frames.append(sitk.GetArrayFromImage(image))
     relative_times = None if source.startswith("none") else times - times[0]
-    return np.stack(frames), affine, relative_times, source
+    return np.stack(frames), affine, relative_times, source, acquisition_parameters(tags[0])

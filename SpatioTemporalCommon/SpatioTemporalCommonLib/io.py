@@ -150,8 +150,8 @@ def _read_nifti_series(context: MRMLContext, path: Path, *, read_header_times: b
 def _read_dicom_series(context: MRMLContext, folder: Path):
     from .dicom import read_dicom_frames
 
-    frames, affine, times, source = read_dicom_frames(folder)
-    series = Series(frames, times, geometry_from_affine(affine, frames.shape[1:]), source, folder.name)
+    frames, affine, times, source, acquisition = read_dicom_frames(folder)
+    series = Series(frames, times, geometry_from_affine(affine, frames.shape[1:]), source, folder.name, acquisition)
     return _sequence_from_series(context, series), series
 
 

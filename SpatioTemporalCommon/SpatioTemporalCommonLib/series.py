@@ -7,7 +7,7 @@ the science functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +34,9 @@ class Series:
         Where the frame times came from (shown to the user), e.g. ``"sequence index values"``.
     name : str
         A name for output nodes and messages.
+    acquisition : dict of str to float
+        Acquisition parameters found in the file (e.g. ``flip_angle_deg``, ``repetition_time_ms``,
+        ``echo_time_ms``), used to prefill analysis parameters the user did not give.
     """
 
     frames: np.ndarray
@@ -41,6 +44,7 @@ class Series:
     geometry: VolumeGeometry
     time_source: str
     name: str = "series"
+    acquisition: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:

@@ -34,6 +34,8 @@ def _write_dicom_series(folder, frames, spacing_ijk, direction_lps, origin_lps, 
                 "0020|0037": "\\".join(f"{v:.6f}" for v in np.concatenate([direction[:, 0], direction[:, 1]])),
                 "0018|0050": f"{spacing_ijk[2]:.6f}",
                 "0008|0032": acquisition_time,
+                "0018|1314": "12",
+                "0018|0080": "4.5",
             }
             for key, value in tags.items():
                 image.SetMetaData(key, value)

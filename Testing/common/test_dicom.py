@@ -21,6 +21,7 @@ def test_4d_dicom_by_acquisition_time(tmp_path, mrml_context, write_dicom_series
     assert np.array_equal(series.frames, frames)
     assert np.allclose(series.times_s, times)
     assert series.time_source == "DICOM acquisition time"
+    assert series.acquisition == {"flip_angle_deg": 12.0, "repetition_time_ms": 4.5}
     expected = np.eye(4)
     expected[:3, :3] = np.diag([-1, -1, 1]) @ ROTATION_LPS @ np.diag([0.7, 0.9, 2.0])
     expected[:3, 3] = [-10.0, 5.0, 3.0]
