@@ -92,22 +92,40 @@ def validate_parameters(parameters) -> None:
             raise InputError(
                 f"{_describe(field, info, value)} is not one of {', '.join(map(str, info.choices))}: {info.help}"
             )
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            too_low = info.minimum is not None and (
-                value < info.minimum or (value == info.minimum and not info.minimum_inclusive))
-            too_high = info.maximum is not None and (
-                value > info.maximum or (value == info.maximum and not info.maximum_inclusive))
-            if too_low or too_high or value != value:
-                raise InputError(
-                    f"{_describe(field, info, value)} is outside {info.range_text()}{' ' + info.unit if info.unit else ''}: "
-                    f"give {info.help[0].lower() + info.help[1:]}"
-                )
+        for item in value if isinstance(value, tuple) else (value,):
+            _check_range(field, info, item)
 
 
-def _scalar_type(annotation: Any) -> type:
-    """The basic type of a field annotation such as ``float | None``."""
+def _check_range(field: dataclasses.Field, info: ParameterInfo, value: Any) -> None:
+    """Raise InputError when a number lies outside the field's range."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    too_low = info.minimum is not None and (value < info.minimum or (value == info.minimum and not info.minimum_inclusive))
+    too_high = info.maximum is not None and (value > info.maximum or (value == info.maximum and not info.maximum_inclusive))
+    if too_low or too_high or value != value:
+        unit = f" {info.unit}" if info.unit else ""
+        raise InputError(f"{_describe(field, info, value)} is outside {info.range_text()}{unit}: "
+                         f"give {info.help[0].lower() + info.help[1:]}")
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """The basic type of a field annotation such as ``float | None`` (``tuple[float, ...]`` stays a tuple)."""
+    if typing.get_origin(annotation) is tuple:
+        return annotation
     arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
     return _scalar_type(arguments[0]) if arguments else annotation
+
+
+def _number_list_parser(item_type: type):
+    """An argparse ``type`` that reads comma-separated numbers into a tuple."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(item_type(value) for value in text.split(",") if value.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+    return parse
 
 
 def add_parameter_arguments(parser: argparse.ArgumentParser, parameters_class, *, exclude=()) -> None:
@@ -123,7 +141,11 @@ def add_parameter_arguments(parser: argparse.ArgumentParser, parameters_class, *
             parser.add_argument(option_name(field, info), dest=field.name, action=argparse.BooleanOptionalAction,
                                 default=default, help=f"{info.help}")
             continue
-        shown_default = "" if default is None else f"; default {default}"
+        if typing.get_origin(kind) is tuple:
+            kind = _number_list_parser(typing.get_args(kind)[0])
+            shown_default = "" if default is None else "; default " + ",".join(f"{v:g}" for v in default)
+        else:
+            shown_default = "" if default is None else f"; default {default}"
         parser.add_argument(option_name(field, info), dest=field.name, type=kind, default=default,
                             choices=info.choices, metavar=info.metavar,
                             help=f"{info.help}{unit}{shown_default}")

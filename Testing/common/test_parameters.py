@@ -20,6 +20,8 @@ class AcquisitionParameters:
     model: str = parameter("tofts", help="Kinetic model", choices=("tofts", "patlak"))
     baseline_frames: int | None = parameter(None, help="Frames before contrast arrival", minimum=1)
     fit_delay: bool = parameter(False, help="Fit the arterial delay per voxel")
+    windows: tuple[float, ...] = parameter(default_factory=lambda: (60.0, 90.0), unit="s", minimum=0,
+                                           minimum_inclusive=False, help="Integration windows")
 
 
 def parse(*argv):
@@ -30,8 +32,9 @@ def parse(*argv):
 
 def test_defaults_and_options():
     assert parse() == AcquisitionParameters()
-    parsed = parse("--flip-angle", "25", "--model", "patlak", "--baseline-frames", "4", "--fit-delay")
-    assert parsed == AcquisitionParameters(25.0, "patlak", 4, True)
+    parsed = parse("--flip-angle", "25", "--model", "patlak", "--baseline-frames", "4", "--fit-delay",
+                   "--windows", "30,45.5")
+    assert parsed == AcquisitionParameters(25.0, "patlak", 4, True, (30.0, 45.5))
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,7 @@ def test_defaults_and_options():
         ({"flip_angle": float("nan")}, "outside"),
         ({"model": "2cxm"}, "--model 2cxm is not one of tofts, patlak"),
         ({"baseline_frames": 0}, r"--baseline-frames 0 is outside \[1, inf\]"),
+        ({"windows": (60.0, -5.0)}, r"--windows -5.0 s is outside \(0, inf\] s"),
     ],
 )
 def test_out_of_range_values_name_the_option_and_the_range(values, message):
@@ -49,6 +53,7 @@ def test_out_of_range_values_name_the_option_and_the_range(values, message):
         validate_parameters(AcquisitionParameters(**values))
 
 
-def test_command_line_rejects_unknown_choice():
+@pytest.mark.parametrize("argv", [("--model", "unknown"), ("--windows", "60,x")])
+def test_command_line_rejects_unparseable_values(argv):
     with pytest.raises(SystemExit):
-        parse("--model", "unknown")
+        parse(*argv)
