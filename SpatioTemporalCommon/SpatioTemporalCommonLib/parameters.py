@@ -128,6 +128,16 @@ def _number_list_parser(item_type: type):
     return parse
 
 
+def _default_metavar(info: ParameterInfo, kind: Any) -> str | None:
+    """Placeholder from the unit (``/mM/s`` -> ``PER_MM_PER_S``), else ``N`` for counts and ``X`` for numbers."""
+    if info.metavar or info.choices is not None:
+        return info.metavar
+    if info.unit:
+        text = info.unit.upper().replace("/", "_PER_").strip("_").replace("__", "_")
+        return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+    return {int: "N", float: "X"}.get(kind)
+
+
 def add_parameter_arguments(parser: argparse.ArgumentParser, parameters_class, *, exclude=()) -> None:
     """Add one option per parameter field to ``parser`` (booleans become on/off flags)."""
     hints = typing.get_type_hints(parameters_class)
@@ -141,14 +151,14 @@ def add_parameter_arguments(parser: argparse.ArgumentParser, parameters_class, *
             parser.add_argument(option_name(field, info), dest=field.name, action=argparse.BooleanOptionalAction,
                                 default=default, help=f"{info.help}")
             continue
+        metavar = _default_metavar(info, kind)
         if typing.get_origin(kind) is tuple:
             kind = _number_list_parser(typing.get_args(kind)[0])
             shown_default = "" if default is None else "; default " + ",".join(f"{v:g}" for v in default)
         else:
             shown_default = "" if default is None else f"; default {default}"
         parser.add_argument(option_name(field, info), dest=field.name, type=kind, default=default,
-                            choices=info.choices, metavar=info.metavar,
-                            help=f"{info.help}{unit}{shown_default}")
+                            choices=info.choices, metavar=metavar, help=f"{info.help}{unit}{shown_default}")
 
 
 def parameters_from_arguments(parameters_class, arguments: argparse.Namespace, **overrides):

@@ -22,7 +22,8 @@ SHARED_4D_NIFTI = [
 
 
 def run_cli(capsys, *argv):
-    status = main(["--quiet", *map(str, argv)])
+    """Run the command with no module subcommands, as a fresh install of the shared core alone."""
+    status = main(["--quiet", *map(str, argv)], commands=[])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
