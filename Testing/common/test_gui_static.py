@@ -10,6 +10,9 @@ that would otherwise only show when someone opens a panel in Slicer or builds th
 - every ``self.ui.<name>`` used by a module's widget class (or a class it derives from, in any
   module file) is a widget of that module's ``.ui``;
 - every ``SlicerParameterName`` names a field of the module's ``@parameterNodeWrapper`` class;
+- one parameter definition per module: every field of that class that is not a node reference nor
+  listed in :data:`PANEL_ONLY_FIELDS` is a field of the dataclass in ``<Module>Lib/parameters.py``
+  (where that file exists), with the same name and value type;
 - every module's ``CMakeLists.txt`` lists exactly the Python files and resources on disk, so an
   installed extension holds every file that the source tree does;
 - the module files define the classes Slicer looks up by name, the analysis modules depend on
@@ -123,6 +126,18 @@ KNOWN_SLICER_CLASSES = frozenset(
 KNOWN_WIDGET_CLASSES = KNOWN_QT_CLASSES | KNOWN_CTK_CLASSES | KNOWN_SLICER_CLASSES
 SCENE_SIGNAL = "mrmlSceneChanged(vtkMRMLScene*)"
 SCENE_SLOT = "setMRMLScene(vtkMRMLScene*)"
+
+# Parameter-node fields that hold the panel's own state rather than an analysis parameter, by module,
+# each with the reason. Node references (fields typed with vtkMRML classes) are recognised by their
+# type and need no entry. Every other parameter-node field is an analysis parameter and must be a
+# field of the module's parameters dataclass, so that the panel, the command line and the logic share
+# one definition of it.
+PANEL_ONLY_FIELDS = {
+    "DCEKinetics": {
+        "resampleMasks": "an option of run_dce (resample masks on another grid), not an analysis parameter",
+        "vfaFlipAnglesText": "the flip angles as typed, parsed into DCEParameters.vfa_flip_angles_deg",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -239,13 +254,46 @@ def decorator_names(class_def: ast.ClassDef) -> set[str]:
     return names
 
 
-def annotated_fields(class_def: ast.ClassDef) -> set[str]:
-    """Names of the annotated class attributes (the fields of a parameter node wrapper)."""
+def field_annotations(class_def: ast.ClassDef) -> dict[str, ast.expr]:
+    """Annotations of the annotated class attributes (the fields of a wrapper or dataclass), by name."""
     return {
-        node.target.id
+        node.target.id: node.annotation
         for node in class_def.body
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
+
+
+def annotated_fields(class_def: ast.ClassDef) -> set[str]:
+    """Names of the annotated class attributes (the fields of a parameter node wrapper)."""
+    return set(field_annotations(class_def))
+
+
+def value_type(annotation: ast.expr) -> str:
+    """The value type of a field annotation as source text, without ``Annotated`` metadata and ``None``.
+
+    ``Annotated[float, Minimum(0)]``, ``float | None`` and ``Optional[float]`` all give ``"float"``, so a
+    panel field whose "not set" is a sentinel value matches an optional dataclass field.
+    """
+    if isinstance(annotation, ast.Subscript):
+        outer = ast.unparse(annotation.value).rsplit(".", 1)[-1]
+        if outer == "Annotated" and isinstance(annotation.slice, ast.Tuple):
+            return value_type(annotation.slice.elts[0])
+        if outer == "Optional":
+            return value_type(annotation.slice)
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        parts = [
+            part
+            for part in (annotation.left, annotation.right)
+            if not (isinstance(part, ast.Constant) and part.value is None)
+        ]
+        if len(parts) == 1:
+            return value_type(parts[0])
+    return ast.unparse(annotation)
+
+
+def is_node_reference(annotation: ast.expr) -> bool:
+    """Whether a parameter-node field holds MRML nodes (its annotation names vtkMRML classes)."""
+    return "vtkMRML" in ast.unparse(annotation)
 
 
 def parent_settings(module: ModuleFiles) -> dict[str, ast.expr]:
@@ -490,6 +538,50 @@ def test_slicer_parameter_names_are_parameter_node_fields(visible_module: Module
                 f"{relative(visible_module.ui)}: SlicerParameterName of {widget.get('name')} must be a "
                 'dynamic property (stdset="0")'
             )
+
+
+def test_parameter_node_fields_are_parameters_dataclass_fields(visible_module: ModuleFiles) -> None:
+    parameters_file = visible_module.folder / f"{visible_module.name}Lib" / "parameters.py"
+    if not parameters_file.is_file():
+        pytest.skip(f"{relative(parameters_file)} does not exist")
+    dataclass_defs = [
+        class_def
+        for class_def in classes_in(parameters_file).values()
+        if "dataclass" in decorator_names(class_def)
+    ]
+    assert len(dataclass_defs) == 1, (
+        f"{relative(parameters_file)} must define one parameters dataclass, "
+        f"found {[class_def.name for class_def in dataclass_defs]}"
+    )
+    parameters_class = dataclass_defs[0]
+    parameter_types = {
+        name: value_type(annotation) for name, annotation in field_annotations(parameters_class).items()
+    }
+    node_class_name = f"{visible_module.name}ParameterNode"
+    node_class = classes_in(visible_module.script).get(node_class_name)
+    assert node_class is not None, f"{relative(visible_module.script)} does not define {node_class_name}"
+    node_fields = field_annotations(node_class)
+    panel_only = PANEL_ONLY_FIELDS.get(visible_module.name, {})
+    stale = sorted(set(panel_only) - set(node_fields))
+    assert not stale, (
+        f"PANEL_ONLY_FIELDS lists {stale} for {visible_module.name}: not fields of {node_class_name}"
+    )
+    problems = []
+    for name, annotation in node_fields.items():
+        if is_node_reference(annotation) or name in panel_only:
+            continue
+        if name not in parameter_types:
+            problems.append(
+                f"{relative(visible_module.script)}: {node_class_name}.{name} is not a field of "
+                f"{parameters_class.name} in {relative(parameters_file)}: use the dataclass's field name, "
+                "or list it in PANEL_ONLY_FIELDS of this test with the reason it is the panel's own"
+            )
+        elif value_type(annotation) != parameter_types[name]:
+            problems.append(
+                f"{relative(visible_module.script)}: {node_class_name}.{name} holds "
+                f"{value_type(annotation)}, but {parameters_class.name}.{name} holds {parameter_types[name]}"
+            )
+    assert not problems, "\n".join(problems)
 
 
 def test_cmake_lists_python_files_on_disk(module: ModuleFiles) -> None:
