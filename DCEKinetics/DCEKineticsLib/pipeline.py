@@ -76,13 +76,33 @@ class DCEAnalysis:
     arrival_s: float
 
 
+#: Voxels processed together by the per-voxel steps outside the fit (bounds the working memory).
+CHUNK_VOXELS = 65536
+
+
+def voxel_chunks(n_voxels: int, chunk: int = CHUNK_VOXELS):
+    """Consecutive ``slice`` objects covering ``range(n_voxels)`` in chunks."""
+    return (slice(start, min(start + chunk, n_voxels)) for start in range(0, n_voxels, chunk))
+
+
+def flat_voxels(curves: np.ndarray) -> np.ndarray:
+    """Curves ``(..., T)`` as ``(N, T)`` (a view for contiguous input)."""
+    return curves.reshape(-1, curves.shape[-1])
+
+
 def mean_curve(curves: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Mean over the voxels of ``mask`` (all voxels if None) of the finite curves ``(..., T)``."""
-    flat = curves.reshape(-1, curves.shape[-1]) if mask is None else curves[mask]
-    finite = np.all(np.isfinite(flat), axis=1)
-    if not np.any(finite):
+    flat = flat_voxels(curves)
+    inside = np.ones(flat.shape[0], bool) if mask is None else np.asarray(mask).reshape(-1)
+    total, count = np.zeros(flat.shape[1]), 0
+    for chunk in voxel_chunks(flat.shape[0]):
+        block = flat[chunk][inside[chunk]]
+        finite = block[np.all(np.isfinite(block), axis=1)]
+        total += finite.sum(axis=0, dtype=float)
+        count += finite.shape[0]
+    if count == 0:
         raise InputError("no voxel in the mask has a finite curve: check the mask and the input values")
-    return flat[finite].mean(axis=0)
+    return total / count
 
 
 def baseline_frame_count(curve: np.ndarray, times_s: np.ndarray, requested: int | None) -> tuple[int, float]:
@@ -117,9 +137,15 @@ def to_concentration(curves: np.ndarray, times_s: np.ndarray, parameters: DCEPar
     if missing:
         raise InputError(f"signal input needs {', '.join(missing)} to convert signal to concentration; "
                          "or pass --input-kind concentration")
-    converted = concentration_from_signal(curves, t1, parameters.flip_angle_deg, parameters.tr_ms,
-                                          parameters.r1_per_mM_per_s, baseline_frames)
-    return converted.concentration_mM, converted.failure
+    flat = flat_voxels(curves)
+    t1_flat = np.broadcast_to(np.asarray(t1, dtype=float), curves.shape[:-1]).reshape(-1)
+    concentration = np.empty(flat.shape, np.float32)
+    failure = np.empty(flat.shape[0], np.uint8)
+    for chunk in voxel_chunks(flat.shape[0]):
+        converted = concentration_from_signal(flat[chunk], t1_flat[chunk], parameters.flip_angle_deg,
+                                              parameters.tr_ms, parameters.r1_per_mM_per_s, baseline_frames)
+        concentration[chunk], failure[chunk] = converted.concentration_mM, converted.failure
+    return concentration.reshape(curves.shape), failure.reshape(curves.shape[:-1])
 
 
 #: Tissue curves used to align a population AIF with the acquisition's clock.
@@ -128,10 +154,13 @@ ALIGNMENT_SAMPLE_SIZE = 2000
 
 def alignment_sample(concentration: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Up to :data:`ALIGNMENT_SAMPLE_SIZE` finite curves ``(N, T)`` from the mask, evenly spread."""
-    curves = concentration.reshape(-1, concentration.shape[-1]) if mask is None else concentration[mask]
-    curves = curves[np.all(np.isfinite(curves), axis=1)]
-    step = max(1, curves.shape[0] // ALIGNMENT_SAMPLE_SIZE)
-    return curves[::step][:ALIGNMENT_SAMPLE_SIZE]
+    flat = flat_voxels(concentration)
+    candidates = np.arange(flat.shape[0]) if mask is None else np.flatnonzero(np.asarray(mask).reshape(-1))
+    finite = [chunk_indices[np.all(np.isfinite(flat[chunk_indices]), axis=1)]
+              for chunk_indices in np.array_split(candidates, max(1, candidates.size // CHUNK_VOXELS))]
+    usable = np.concatenate(finite)
+    step = max(1, usable.size // ALIGNMENT_SAMPLE_SIZE)
+    return np.asarray(flat[usable[::step][:ALIGNMENT_SAMPLE_SIZE]], dtype=float)
 
 
 def population_aif_delay(name: str, options: dict, tissue_curves_mM: np.ndarray, times_s: np.ndarray, model: str,
@@ -218,8 +247,7 @@ def analyse_dce(series: np.ndarray, times_s: np.ndarray, parameters: DCEParamete
                     workers=FIT_WORKERS)
     progress(0.9, "curve measures")
     curve_unit = "a.u." if parameters.input_kind == "signal" else "mM"
-    semiquantitative = semiquantitative_maps(series, times, n_baseline, early_phase_s=parameters.early_phase_s,
-                                             iauc_windows_s=tuple(parameters.iauc_windows_s))
+    semiquantitative = semiquantitative_in_chunks(series, times, n_baseline, parameters)
     if mask is not None:
         semiquantitative = {name: np.where(mask, values, np.nan) for name, values in semiquantitative.items()}
     quality = {"R2": fit.r_squared, "ResidualRMS": fit.residual_rms, "FitFailed": fit.failed.astype(np.uint8),
@@ -235,6 +263,19 @@ def analyse_dce(series: np.ndarray, times_s: np.ndarray, parameters: DCEParamete
     progress(1.0, "done")
     return DCEAnalysis(maps, units, fit.n_fitted, fit.n_failed, times, aif, aif_description, tissue_mean,
                        mean_fit, n_baseline, arrival)
+
+
+def semiquantitative_in_chunks(curves: np.ndarray, times_s: np.ndarray, baseline_frames: int,
+                               parameters: DCEParameters) -> dict[str, np.ndarray]:
+    """:func:`~DCEKineticsLib.semiquantitative.semiquantitative_maps` of ``curves (..., T)``, chunk by chunk."""
+    flat = flat_voxels(curves)
+    maps: dict[str, np.ndarray] = {}
+    for chunk in voxel_chunks(flat.shape[0]):
+        block = semiquantitative_maps(flat[chunk], times_s, baseline_frames, early_phase_s=parameters.early_phase_s,
+                                      iauc_windows_s=tuple(parameters.iauc_windows_s))
+        for name, values in block.items():
+            maps.setdefault(name, np.empty(flat.shape[0], np.float32))[chunk] = values
+    return {name: values.reshape(curves.shape[:-1]) for name, values in maps.items()}
 
 
 def _fitted_mean_curve(mean_mM: np.ndarray, times_s: np.ndarray, aif: np.ndarray, parameters: DCEParameters) -> np.ndarray:
