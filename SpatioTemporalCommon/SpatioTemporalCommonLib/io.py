@@ -17,7 +17,7 @@ import slicer
 
 from .context import MRMLContext
 from .errors import InputError
-from .frame_times import nifti_repetition_time_s, read_times_file, times_from_repetition_time
+from .frame_times import MAX_PLAUSIBLE_TR_S, nifti_repetition_time_s, read_times_file, times_from_repetition_time
 from .geometry import geometry_from_affine, lps_to_ras_affine
 from .sequences import add_volume_sequence, series_from_sequence_node
 from .series import Series, validate_frame_times
@@ -53,7 +53,8 @@ def require_existing(path: str | Path, what: str) -> Path:
 # --------------------------------------------------------------------------- 4D series
 
 
-def read_series(context: MRMLContext, path: str | Path, *, times_file: str | Path | None = None):
+def read_series(context: MRMLContext, path: str | Path, *, times_file: str | Path | None = None,
+                repetition_time_s: float | None = None):
     """Read a 4D series into a new sequence node.
 
     Parameters
@@ -61,31 +62,52 @@ def read_series(context: MRMLContext, path: str | Path, *, times_file: str | Pat
     path : str or Path
         ``.seq.nrrd``, 4D ``.nrrd``, 4D ``.nii(.gz)`` or a folder with one DICOM series.
     times_file : str or Path, optional
-        Text file with one frame time (s) per line; wins over the times stored in the file.
+        Text file with one frame time (s) per line; wins over every other source of frame times.
+    repetition_time_s : float, optional
+        Time between frames (s), e.g. a ``--tr`` option; wins over the times stored in the file
+        (a NIfTI header's TR is then not read, so an implausible one does not stop the reading).
 
     Returns
     -------
     sequence_node : vtkMRMLSequenceNode
+        Its index holds the frame times that were chosen, in seconds.
     series : Series
         The frames, geometry and frame times (with their source).
     """
     path = require_existing(path, "input")
     suffix = file_suffix(path)
+    override = _override_times(times_file, repetition_time_s)
     if path.is_dir():
         sequence, series = _read_dicom_series(context, path)
     elif suffix in SEQUENCE_SUFFIXES or suffix in NRRD_SUFFIXES:
         sequence, series = _read_nrrd_series(context, path)
     elif suffix in NIFTI_SUFFIXES:
-        sequence, series = _read_nifti_series(context, path, read_header_times=times_file is None)
+        sequence, series = _read_nifti_series(context, path, read_header_times=override is None)
     else:
         raise InputError(
             f"'{path.name}' is not a supported 4D format: give a .seq.nrrd, 4D .nrrd, 4D .nii/.nii.gz "
             "or a DICOM folder"
         )
-    if times_file is not None:
-        times = validate_frame_times(read_times_file(times_file), series.n_frames, f"times file '{times_file}'")
-        series.times_s, series.time_source = times, f"times file {Path(times_file).name}"
+    if override is not None:
+        times, source = override(series.n_frames)
+        series.times_s, series.time_source = times, source
+        _remove_nodes(context, sequence.GetStorageNode(), sequence)
+        sequence = _sequence_from_series(context, series)
     return sequence, series
+
+
+def _override_times(times_file: str | Path | None, repetition_time_s: float | None):
+    """A function of the frame count giving ``(times, source)`` from the user's options, or None."""
+    if times_file is not None:
+        values = read_times_file(times_file)
+        return lambda n: (validate_frame_times(values, n, f"times file '{times_file}'"),
+                          f"times file {Path(times_file).name}")
+    if repetition_time_s is not None:
+        if not 0 < repetition_time_s <= MAX_PLAUSIBLE_TR_S:
+            raise InputError(f"a repetition time of {repetition_time_s:g} s is not plausible: give the time "
+                             f"between frames in seconds (at most {MAX_PLAUSIBLE_TR_S:g})")
+        return lambda n: (times_from_repetition_time(repetition_time_s, n), f"given TR {repetition_time_s:g} s")
+    return None
 
 
 def _read_nrrd_series(context: MRMLContext, path: Path):

@@ -93,3 +93,35 @@ def test_bad_times_file(tmp_path, mrml_context, content, message):
 def test_missing_times_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_times_file(tmp_path / "absent.txt")
+
+
+def test_times_file_replaces_the_sequence_index(tmp_path, mrml_context):
+    """The sequence node the logic reads carries the chosen times, not the file's frame numbers."""
+    from SpatioTemporalCommonLib.sequences import series_from_sequence_node
+
+    path = write_nifti(tmp_path / "no_tr.nii.gz", 0.0, "sec")
+    times = tmp_path / "times.txt"
+    times.write_text("0\n1.5\n3\n6\n12\n")
+    sequence, _ = read_series(mrml_context, path, times_file=times)
+    assert np.allclose(series_from_sequence_node(sequence).times_s, [0, 1.5, 3, 6, 12])
+    assert mrml_context.scene.GetNodesByClass("vtkMRMLSequenceNode").GetNumberOfItems() == 1
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".seq.nrrd"])
+def test_given_repetition_time_wins_over_the_file(tmp_path, mrml_context, suffix):
+    from SpatioTemporalCommonLib.sequences import series_from_sequence_node
+
+    path = write_nifti(tmp_path / "example4d.nii.gz", 2000.0, "sec")
+    if suffix == ".seq.nrrd":
+        sequence, _ = read_series(mrml_context, path, repetition_time_s=1.0)
+        path = write_node(sequence, tmp_path / "series.seq.nrrd")
+    sequence, series = read_series(mrml_context, path, repetition_time_s=2.5)
+    assert np.allclose(series.times_s, np.arange(5) * 2.5)
+    assert series.time_source == "given TR 2.5 s"
+    assert np.allclose(series_from_sequence_node(sequence).times_s, np.arange(5) * 2.5)
+
+
+def test_implausible_given_repetition_time(tmp_path, mrml_context):
+    path = write_nifti(tmp_path / "bold.nii.gz", 2.0, "sec")
+    with pytest.raises(InputError, match="not plausible"):
+        read_series(mrml_context, path, repetition_time_s=2000.0)

@@ -164,3 +164,19 @@ def test_demo_prints_truth_against_estimates(capsys, tmp_path):
             assert abs(estimate - true) <= 0.1 * true + 0.005, row
     for name in ("Ktrans.nrrd", "ve.nrrd", "vp.nrrd", "curves.png", "statistics.csv", "summary.json"):
         assert (tmp_path / "dce" / "maps" / name).is_file()
+
+
+def test_times_file_is_used_by_the_analysis(capsys, tmp_path, dro_files):
+    folder, dro = dro_files
+    image = nibabel.load(folder / "dro.nii.gz")
+    image.header["pixdim"][4] = 5000.0  # milliseconds stored as seconds: refused unless --times is given
+    trap = tmp_path / "trap.nii.gz"
+    nibabel.save(image, trap)
+    times = tmp_path / "times.txt"
+    times.write_text("\n".join(f"{t:g}" for t in dro.times_s))
+    out = tmp_path / "maps"
+    status, err = dce(capsys, trap, "--out", out, *acquisition(dro), "--times", times)
+    assert status == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"]["time_source"] == "times file times.txt"
+    assert summary["results"]["voxels_failed"] == 0
