@@ -17,7 +17,12 @@ import slicer
 
 from .context import MRMLContext
 from .errors import InputError
-from .frame_times import MAX_PLAUSIBLE_TR_S, nifti_repetition_time_s, read_times_file, times_from_repetition_time
+from .frame_times import (
+    MAX_PLAUSIBLE_TR_S,
+    nifti_repetition_time_s,
+    read_times_file,
+    times_from_repetition_time,
+)
 from .geometry import geometry_from_affine, lps_to_ras_affine
 from .sequences import add_volume_sequence, series_from_sequence_node
 from .series import Series, validate_frame_times
