@@ -23,6 +23,7 @@ from slicer.ScriptedLoadableModule import (
 from SpatioTemporalCommonLib.errors import InputError, ProcessingCancelled
 from SpatioTemporalCommonLib.parameters import parameter_fields, validate_parameters
 from SpatioTemporalCommonLib.progress import Progress
+from SpatioTemporalCommonLib.sequences import acquisition_from_attributes
 
 import SpatioTemporalCommon
 
@@ -190,17 +191,19 @@ def missingApplyInputs(parameterNode: DCEKineticsParameterNode) -> list[str]:
     """What the user still has to give before the analysis can run; empty when it can run.
 
     Signal is converted to concentration with the pre-contrast T1 (a value or a map), the flip angle
-    and the repetition time; the image-derived arterial input needs an AIF mask.
+    and the repetition time (either may come from the series' acquisition metadata); the
+    image-derived arterial input needs an AIF mask.
     """
     missing = []
     if parameterNode.inputSequence is None:
         missing.append(_("a 4D series"))
     if parameterNode.input_kind == "signal":
+        acquisition = acquisition_from_attributes(parameterNode.inputSequence) if parameterNode.inputSequence else {}
         if parameterNode.t1MapNode is None and givenOrNone(parameterNode.t1_ms) is None:
             missing.append(_("the T1 (a value or a T1 map)"))
-        if givenOrNone(parameterNode.flip_angle_deg) is None:
+        if givenOrNone(parameterNode.flip_angle_deg) is None and "flip_angle_deg" not in acquisition:
             missing.append(_("the flip angle"))
-        if givenOrNone(parameterNode.tr_ms) is None:
+        if givenOrNone(parameterNode.tr_ms) is None and "repetition_time_ms" not in acquisition:
             missing.append(_("the repetition time"))
     if parameterNode.aif == "auto" and parameterNode.aifMaskNode is None:
         missing.append(_("an AIF mask"))

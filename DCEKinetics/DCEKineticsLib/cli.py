@@ -21,7 +21,6 @@ from SpatioTemporalCommonLib.outputs import OutputFolder, write_summary
 from SpatioTemporalCommonLib.parameters import (
     add_parameter_arguments,
     parameters_from_arguments,
-    validate_parameters,
 )
 from SpatioTemporalCommonLib.sequences import add_volume_sequence
 
@@ -70,16 +69,6 @@ def _t1_inputs(context, args: argparse.Namespace, parameters: DCEParameters):
         return None, read_volume(context, args.t1, what="T1 map")
 
 
-def _prefilled(parameters: DCEParameters, acquisition: dict[str, float]) -> tuple[DCEParameters, dict[str, str]]:
-    """Fill flip angle and TR the user did not give from the file's acquisition parameters."""
-    sources = {}
-    for field, key in (("flip_angle_deg", "flip_angle_deg"), ("tr_ms", "repetition_time_ms")):
-        if getattr(parameters, field) is None and key in acquisition:
-            setattr(parameters, field, acquisition[key])
-            sources[field] = "DICOM header"
-    return parameters, sources
-
-
 def run(args: argparse.Namespace, runtime: Runtime) -> None:
     """Run ``spatiotemporal dce``."""
     started = time.perf_counter()
@@ -91,8 +80,6 @@ def run(args: argparse.Namespace, runtime: Runtime) -> None:
     parameters = parameters_from_arguments(DCEParameters, args, t1_ms=None)
     t1_ms, t1_map = _t1_inputs(context, args, parameters)
     parameters.t1_ms = t1_ms
-    parameters, prefilled = _prefilled(parameters, series.acquisition)
-    validate_parameters(parameters)
     mask = read_mask(context, args.mask) if args.mask else None
     aif_mask = read_mask(context, args.aif_mask, what="AIF mask") if args.aif_mask else None
     with output as out:
@@ -101,11 +88,11 @@ def run(args: argparse.Namespace, runtime: Runtime) -> None:
         write_outputs(out, result, parameters, args.format)
         if t1_map is not None:
             write_node(t1_map, out.path("T1" + MAP_SUFFIXES[args.format]))
-        analysis = result.analysis
+        analysis, parameters = result.analysis, result.parameters
         write_summary(out.path("summary.json"), "dce",
                       inputs={"input": args.input, "frames": series.n_frames, "time_source": series.time_source,
                               "mask": args.mask, "aif_mask": args.aif_mask, "t1": args.t1, "vfa": args.vfa,
-                              "prefilled": prefilled},
+                              "prefilled": result.prefilled},
                       parameters=vars(parameters),
                       results={"voxels_fitted": analysis.n_fitted, "voxels_failed": analysis.n_failed,
                                "aif": analysis.aif_description, "baseline_frames": analysis.baseline_frames,

@@ -7,7 +7,7 @@ The Slicer panel, the Python console and the ``spatiotemporal dce`` command all 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import slicer.util
@@ -42,11 +42,27 @@ class DCEResult:
     """Nodes created by :func:`run_dce` and the analysis behind them."""
 
     analysis: DCEAnalysis
+    parameters: DCEParameters
+    prefilled: dict[str, str]
     map_nodes: dict
     statistics_table: object
     curves_table: object
     curves_chart: object
     folder_item: int
+
+
+#: Parameters that may be taken from the input's acquisition metadata, by their metadata name.
+PREFILLABLE = {"flip_angle_deg": "flip_angle_deg", "tr_ms": "repetition_time_ms"}
+
+
+def prefill_acquisition(parameters: DCEParameters, acquisition: dict[str, float]) -> tuple[DCEParameters, dict]:
+    """Fill the flip angle and TR the user left unset from the input's acquisition metadata.
+
+    Returns the completed parameters and, for each filled field, where its value came from.
+    """
+    filled = {field: acquisition[key] for field, key in PREFILLABLE.items()
+              if getattr(parameters, field) is None and key in acquisition}
+    return replace(parameters, **filled), {field: "acquisition metadata of the input" for field in filled}
 
 
 def volume_on_grid(node, geometry, *, what: str, resample: bool) -> np.ndarray:
@@ -115,9 +131,10 @@ def run_dce(context: MRMLContext, sequence_node, parameters: DCEParameters, *, m
         Progress and cancellation; a cancelled run leaves the scene unchanged.
     """
     progress = as_progress(progress)
-    validate_parameters(parameters)
     series = series_from_sequence_node(sequence_node)
     validate_series(series)
+    parameters, prefilled = prefill_acquisition(parameters, series.acquisition)
+    validate_parameters(parameters)
     geometry = series.geometry
     regions = (region_labels(context, mask_node, geometry, resample=resample_masks) if mask_node is not None
                else RegionLabels(np.ones(geometry.shape, np.int32), {1: "all voxels"}))
@@ -128,13 +145,13 @@ def run_dce(context: MRMLContext, sequence_node, parameters: DCEParameters, *, m
     analysis = analyse_dce(series.voxel_series(), series.times_s, parameters, mask=regions.mask if mask_node is not None else None,
                            aif_mask=aif_mask, t1_map_ms=t1_map, progress=progress.subrange(0.0, 0.95))
     with scene_rollback(context):
-        result = _add_result_nodes(context, series.name, geometry, analysis, regions, parameters.model)
+        result = _add_result_nodes(context, series.name, geometry, analysis, regions, parameters, prefilled)
     progress(1.0, f"{analysis.n_fitted} voxels fitted, {analysis.n_failed} failed")
     return result
 
 
 def _add_result_nodes(context: MRMLContext, name: str, geometry, analysis: DCEAnalysis, regions: RegionLabels,
-                      model: str) -> DCEResult:
+                      parameters: DCEParameters, prefilled: dict) -> DCEResult:
     map_nodes = {}
     for map_name, values in analysis.maps.items():
         color = MAP_COLORS.get(map_name, PARAMETER_MAP_COLOR if map_name in PARAMETER_MAPS else
@@ -145,7 +162,8 @@ def _add_result_nodes(context: MRMLContext, name: str, geometry, analysis: DCEAn
     curves = add_table(context, {"time_s": analysis.times_s, "tissue_mM": analysis.mean_concentration_mM,
                                  "fit_mM": analysis.mean_fit_mM, "aif_plasma_mM": analysis.aif_plasma_mM},
                        f"{name} DCE curves")
-    chart = add_plot_chart(context, curves, "time_s", ["tissue_mM", "fit_mM", "aif_plasma_mM"], f"{name} {model} fit",
+    chart = add_plot_chart(context, curves, "time_s", ["tissue_mM", "fit_mM", "aif_plasma_mM"],
+                           f"{name} {parameters.model} fit",
                            x_title="time (s)", y_title="concentration (mM)")
     folder = add_to_folder(context, f"{name} DCE", [*map_nodes.values(), statistics, curves, chart])
-    return DCEResult(analysis, map_nodes, statistics, curves, chart, folder)
+    return DCEResult(analysis, parameters, prefilled, map_nodes, statistics, curves, chart, folder)

@@ -24,7 +24,12 @@ from .frame_times import (
     times_from_repetition_time,
 )
 from .geometry import geometry_from_affine, lps_to_ras_affine
-from .sequences import add_volume_sequence, series_from_sequence_node
+from .sequences import (
+    ACQUISITION_ATTRIBUTES,
+    add_volume_sequence,
+    series_from_sequence_node,
+    set_acquisition_attributes,
+)
 from .series import Series, validate_frame_times
 
 SEQUENCE_SUFFIXES = (".seq.nrrd", ".seq.nhdr")
@@ -116,7 +121,8 @@ def _override_times(times_file: str | Path | None, repetition_time_s: float | No
 
 
 def _read_nrrd_series(context: MRMLContext, path: Path):
-    dimension = _nrrd_dimension(path)
+    header = _nrrd_header(path)
+    dimension = _nrrd_dimension(header)
     if dimension == 3:
         raise InputError(f"'{path.name}' is a 3D image but a 4D series (3D + time) is needed")
     sequence = context.scene.AddNewNodeByClass("vtkMRMLSequenceNode", stem(path))
@@ -126,22 +132,36 @@ def _read_nrrd_series(context: MRMLContext, path: Path):
     if not storage.ReadData(sequence):
         _remove_nodes(context, sequence, storage)
         raise InputError(f"could not read '{path.name}' as a volume sequence: the file is damaged or not NRRD")
+    key_values = _nrrd_key_values(header)
+    for attribute in ACQUISITION_ATTRIBUTES.values():
+        if attribute in key_values and not sequence.GetAttribute(attribute):
+            sequence.SetAttribute(attribute, key_values[attribute].strip())
     return sequence, series_from_sequence_node(sequence, stem(path))
 
 
-def _nrrd_dimension(path: Path) -> int | None:
-    """The ``dimension`` field of a NRRD header, or None if it cannot be read."""
+def _nrrd_header(path: Path) -> list[str]:
+    """The header lines of a NRRD file (refusing files without the NRRD magic)."""
     try:
         with open(path, "rb") as stream:
-            header = stream.read(4096).split(b"\n\n", 1)[0].decode("latin-1")
-    except OSError:
-        return None
+            header = stream.read(65536).split(b"\n\n", 1)[0].decode("latin-1")
+    except OSError as error:
+        raise InputError(f"cannot read '{path.name}' ({error.strerror}): check the file's permissions") from None
     if not header.startswith("NRRD"):
         raise InputError(f"'{path.name}' is not a NRRD file (no NRRD magic): check the file")
-    for line in header.splitlines():
+    return header.splitlines()
+
+
+def _nrrd_dimension(header: list[str]) -> int | None:
+    """The ``dimension`` field of a NRRD header, or None if absent."""
+    for line in header:
         if line.lower().startswith("dimension:"):
             return int(line.split(":", 1)[1])
     return None
+
+
+def _nrrd_key_values(header: list[str]) -> dict[str, str]:
+    """The ``key:=value`` pairs of a NRRD header."""
+    return dict(line.split(":=", 1) for line in header if ":=" in line)
 
 
 def _read_nifti_series(context: MRMLContext, path: Path, *, read_header_times: bool):
@@ -185,6 +205,7 @@ def _read_dicom_series(context: MRMLContext, folder: Path):
 def _sequence_from_series(context: MRMLContext, series: Series):
     times = series.times_s if series.times_s is not None else np.arange(series.n_frames, dtype=float)
     sequence = add_volume_sequence(context, series.frames, times, series.geometry, series.name)
+    set_acquisition_attributes(sequence, series.acquisition)
     if series.times_s is None:
         sequence.SetIndexName("frame")
         sequence.SetIndexUnit("")

@@ -16,6 +16,13 @@ from .errors import InputError
 from .geometry import VolumeGeometry
 from .series import Series
 
+#: Node attributes (Slicer's multivolume convention, also NRRD header keys) of acquisition parameters.
+ACQUISITION_ATTRIBUTES = {
+    "flip_angle_deg": "MultiVolume.DICOM.FlipAngle",
+    "repetition_time_ms": "MultiVolume.DICOM.RepetitionTime",
+    "echo_time_ms": "MultiVolume.DICOM.EchoTime",
+}
+
 _INDEX_UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3, "min": 60.0}
 
 
@@ -67,6 +74,28 @@ def sequence_frame_times(sequence_node) -> tuple[np.ndarray | None, str]:
     return values * scale, f"sequence index values ({sequence_node.GetIndexName() or 'index'} in {unit_text})"
 
 
+def acquisition_from_attributes(sequence_node) -> dict[str, float]:
+    """Acquisition parameters stored as attributes of a sequence node (or of its first volume)."""
+    first = sequence_node.GetNthDataNode(0) if sequence_node.GetNumberOfDataNodes() else None
+    found = {}
+    for name, attribute in ACQUISITION_ATTRIBUTES.items():
+        for node in (sequence_node, first):
+            text = node.GetAttribute(attribute) if node is not None else None
+            try:
+                found[name] = float(text)
+                break
+            except (TypeError, ValueError):
+                continue
+    return found
+
+
+def set_acquisition_attributes(sequence_node, acquisition: dict[str, float]) -> None:
+    """Store acquisition parameters as attributes of a sequence node (see :data:`ACQUISITION_ATTRIBUTES`)."""
+    for name, attribute in ACQUISITION_ATTRIBUTES.items():
+        if name in acquisition:
+            sequence_node.SetAttribute(attribute, f"{acquisition[name]:g}")
+
+
 def series_from_sequence_node(sequence_node, name: str | None = None) -> Series:
     """Read a volume sequence into a :class:`Series`, refusing frames of different geometry."""
     if sequence_node is None:
@@ -96,7 +125,7 @@ def series_from_sequence_node(sequence_node, name: str | None = None) -> Series:
                 )
         frames.append(slicer.util.arrayFromVolume(node))
     times, source = sequence_frame_times(sequence_node)
-    return Series(np.stack(frames), times, geometry, source, name)
+    return Series(np.stack(frames), times, geometry, source, name, acquisition_from_attributes(sequence_node))
 
 
 def format_index_value(time_s: float) -> str:

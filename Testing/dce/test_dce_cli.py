@@ -180,3 +180,22 @@ def test_times_file_is_used_by_the_analysis(capsys, tmp_path, dro_files):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"]["time_source"] == "times file times.txt"
     assert summary["results"]["voxels_failed"] == 0
+
+
+def test_flip_angle_and_tr_are_prefilled_from_nrrd_metadata(capsys, tmp_path, mrml_context, dro_files):
+    from SpatioTemporalCommonLib.io import read_series, write_node
+
+    folder, dro = dro_files
+    sequence, _ = read_series(mrml_context, folder / "dro.nii.gz")
+    path = write_node(sequence, tmp_path / "dro.seq.nrrd")
+    header, data = path.read_bytes().split(b"\n\n", 1)
+    keys = f"MultiVolume.DICOM.FlipAngle:={dro.flip_angle_deg:g}\nMultiVolume.DICOM.RepetitionTime:={dro.tr_ms:g}"
+    path.write_bytes(header + b"\n" + keys.encode() + b"\n\n" + data)
+    out = tmp_path / "maps"
+    status, err = dce(capsys, path, "--out", out, "--t1", dro.t1_ms)
+    assert status == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["inputs"]["prefilled"]) == {"flip_angle_deg", "tr_ms"}
+    assert summary["parameters"]["flip_angle_deg"] == dro.flip_angle_deg
+    ktrans = slicer.util.arrayFromVolume(read_volume(mrml_context, out / "Ktrans.nrrd"))
+    assert np.allclose(ktrans, dro.truth["Ktrans"], rtol=0.01)
