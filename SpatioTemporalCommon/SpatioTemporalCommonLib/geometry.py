@@ -60,6 +60,20 @@ class VolumeGeometry:
         """Unit direction vectors of the i, j, k axes in RAS, as the columns of a 3x3 matrix."""
         return self.ijk_to_ras[:3, :3] / np.array(self.spacing_ijk)
 
+    def ras_to_kji(self, point_ras) -> np.ndarray:
+        """Continuous voxel coordinates ``(k, j, i)`` of a RAS point (mm); voxel centres are integers."""
+        ijk = np.linalg.solve(self.ijk_to_ras, np.array([*np.asarray(point_ras, float).ravel()[:3], 1.0]))[:3]
+        return ijk[::-1]
+
+    def kji_to_ras(self, point_kji) -> tuple[float, float, float]:
+        """RAS position (mm) of voxel coordinates ``(k, j, i)``."""
+        return tuple(float(v) for v in (self.ijk_to_ras @ np.array([*np.asarray(point_kji, float)[::-1], 1.0]))[:3])
+
+    def contains_kji(self, point_kji) -> bool:
+        """Whether voxel coordinates ``(k, j, i)`` fall inside the grid (within half a voxel of a centre)."""
+        point = np.asarray(point_kji, float)
+        return bool(np.all(point >= -0.5) and np.all(point <= np.array(self.shape) - 0.5))
+
     def mismatch(self, other: VolumeGeometry, tolerance_mm: float = GEOMETRY_TOLERANCE_MM) -> str | None:
         """Describe how ``other`` differs from this grid, or return None when they are the same."""
         if self.shape != other.shape:

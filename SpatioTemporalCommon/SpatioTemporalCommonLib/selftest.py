@@ -57,6 +57,16 @@ def check_browser_synchronisation(context: MRMLContext) -> None:
     assert np.array_equal(arrayFromVolume(browser.GetProxyNode(result)), series.frames[3] * 2)
 
 
+def check_browser_created_for_the_input(context: MRMLContext) -> None:
+    """A result of an input without a browser gets one browser with the input as its master."""
+    series = synthetic_series(n_frames=4)
+    source = add_volume_sequence(context, series.frames, series.times_s, series.geometry, "selftest input")
+    result = add_volume_sequence(context, series.frames + 1, series.times_s, series.geometry, "selftest result")
+    browser = show_in_browser(context, result, reference_sequence=source)
+    assert browser.GetMasterSequenceNode() is source
+    assert browser.IsSynchronizedSequenceNode(result.GetID())
+
+
 def check_cancellation_leaves_scene_unchanged(context: MRMLContext) -> None:
     """Nodes added by a cancelled job are removed again."""
     before = context.scene.GetNumberOfNodes()
@@ -74,6 +84,7 @@ COMMON_CHECKS = (
     check_sequence_round_trip,
     check_result_nodes_keep_geometry,
     check_browser_synchronisation,
+    check_browser_created_for_the_input,
     check_cancellation_leaves_scene_unchanged,
 )
 

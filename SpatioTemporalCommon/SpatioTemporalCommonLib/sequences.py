@@ -169,18 +169,18 @@ def index_values(sequence_node) -> list[str]:
 
 
 def show_in_browser(context: MRMLContext, sequence_node, reference_sequence=None):
-    """Make ``sequence_node`` browsable, synchronised with ``reference_sequence``'s browser if it has one.
+    """Make ``sequence_node`` browsable, synchronised with ``reference_sequence`` when one is given.
 
-    Returns the browser node.
+    The reference's browser is used (created, with the reference as master, when it has none), so
+    browsing the input also shows the matching item of the result. Returns the browser node.
     """
     sequences_logic = context.logic("Sequences")
-    browser = None
-    if reference_sequence is not None:
-        browser = sequences_logic.GetFirstBrowserNodeForSequenceNode(reference_sequence)
+    master = reference_sequence if reference_sequence is not None else sequence_node
+    browser = sequences_logic.GetFirstBrowserNodeForSequenceNode(master)
     if browser is None:
-        browser = context.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence_node.GetName()} browser")
-        browser.SetAndObserveMasterSequenceNodeID(sequence_node.GetID())
-    else:
+        browser = context.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{master.GetName()} browser")
+        browser.SetAndObserveMasterSequenceNodeID(master.GetID())
+    if master is not sequence_node:
         browser.AddSynchronizedSequenceNodeID(sequence_node.GetID())
     sequences_logic.UpdateProxyNodesFromSequences(browser)
     return browser

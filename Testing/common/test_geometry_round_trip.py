@@ -108,3 +108,16 @@ def test_sequence_with_mixed_geometry_is_refused(mrml_context, oblique_nifti):
     frame.SetOrigin(*(np.array(frame.GetOrigin()) + np.array([0.0, 0.0, 1.0])))
     with pytest.raises(InputError, match=r"frame 2 .* different geometry .* resample"):
         series_from_sequence_node(sequence)
+
+
+def test_ras_and_voxel_coordinates_are_inverse(oblique_nifti, mrml_context):
+    path, _ = oblique_nifti
+    _, series = read_series(mrml_context, path)
+    geometry = series.geometry
+    point_kji = np.array([2.0, 4.25, 7.5])
+    ras = geometry.kji_to_ras(point_kji)
+    expected_ras = oblique_affine() @ np.array([7.5, 4.25, 2.0, 1.0])
+    assert np.allclose(ras, expected_ras[:3])
+    assert np.allclose(geometry.ras_to_kji(ras), point_kji)
+    assert geometry.contains_kji(point_kji) and geometry.contains_kji([-0.5, -0.5, 8.5])
+    assert not geometry.contains_kji([0.0, 0.0, 8.6])
