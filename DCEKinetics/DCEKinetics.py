@@ -9,7 +9,6 @@ the analysis is :func:`DCEKineticsLib.logic.run_dce` and the parameters are defi
 from typing import Annotated, Union
 
 import slicer
-import vtk
 from DCEKineticsLib.logic import DCEResult, run_dce, run_t1_mapping
 from DCEKineticsLib.models import MODELS
 from DCEKineticsLib.parameters import POPULATION_AIF_NAMES, DCEParameters
@@ -20,7 +19,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
 )
-from SpatioTemporalCommonLib.errors import InputError, ProcessingCancelled
+from SpatioTemporalCommonLib.errors import InputError
 from SpatioTemporalCommonLib.parameters import parameter_fields, validate_parameters
 from SpatioTemporalCommonLib.progress import Progress
 from SpatioTemporalCommonLib.sequences import acquisition_from_attributes
@@ -220,49 +219,20 @@ def displayedMapName(mapNames, model: str) -> str:
 #
 
 
-class DCEKineticsWidget(SpatioTemporalCommon.SequenceInputModuleWidget):
+class DCEKineticsWidget(SpatioTemporalCommon.AnalysisModuleWidget):
     """Panel of the DCE Kinetics module, loaded from ``Resources/UI/DCEKinetics.ui``."""
-
-    def __init__(self, parent=None) -> None:
-        """Called when the user opens the module the first time and the widget is initialized."""
-        super().__init__(parent)
-        self._running = False
-        self._cancelRequested = False
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
-        self.setupSequenceInputPanel(DCEKineticsLogic())
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.setupAnalysisPanel(DCEKineticsLogic(), _("Failed to compute the DCE maps."))
         self.ui.computeT1MapButton.connect("clicked(bool)", self.onComputeT1MapButton)
-
-    def exit(self) -> None:
-        """Called each time the user opens a different module."""
-        if self._parameterNode:
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateWidgetStates)
-        super().exit()
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        """Set and observe the parameter node; the buttons follow what it holds."""
-        if self._parameterNode:
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateWidgetStates)
-        super().setParameterNode(inputParameterNode)
-        if self._parameterNode:
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateWidgetStates)
-        self.updateWidgetStates()
 
     def updateWidgetStates(self, caller=None, event=None) -> None:
         """Enable what applies to the current settings; nothing but Cancel while an analysis runs."""
         parameterNode = self._parameterNode
         missing = missingApplyInputs(parameterNode) if parameterNode else [_("a 4D series")]
-        idle = not self._running
-        self.ui.applyButton.enabled = idle and not missing
-        self.ui.applyButton.toolTip = (
-            _("Give first: {items}.").format(items=", ".join(missing))
-            if missing
-            else _("Compute the maps, the statistics table and the curve plot.")
-        )
-        self.ui.cancelButton.enabled = self._running
+        idle = not self.running
+        self.updateRunButtons(missing, _("Compute the maps, the statistics table and the curve plot."))
         for section in (self.ui.inputsCollapsibleButton, self.ui.modelCollapsibleButton):
             section.enabled = idle
         if parameterNode is None:
@@ -277,21 +247,6 @@ class DCEKineticsWidget(SpatioTemporalCommon.SequenceInputModuleWidget):
         self.ui.aifMaskSelector.enabled = parameterNode.aif == "auto"
         self.ui.maxDelaySpinBox.enabled = parameterNode.fit_delay
 
-    def onApplyButton(self) -> None:
-        """Run the analysis with the panel's settings and show its results."""
-        self._cancelRequested = False
-        self._setRunning(True)
-        try:
-            with slicer.util.tryWithErrorDisplay(_("Failed to compute the DCE maps.")):
-                self._runAnalysis()
-        finally:
-            self._setRunning(False)
-
-    def onCancelButton(self) -> None:
-        """Ask the running analysis to stop at its next progress report."""
-        self._cancelRequested = True
-        self.ui.statusLabel.text = _("Cancelling...")
-
     def onComputeT1MapButton(self) -> None:
         """Compute the T1 map from the variable-flip-angle series and select it as the T1 map."""
         with slicer.util.tryWithErrorDisplay(_("Failed to compute the T1 map."), waitCursor=True):
@@ -301,42 +256,12 @@ class DCEKineticsWidget(SpatioTemporalCommon.SequenceInputModuleWidget):
                 name=t1MapNode.GetName(), count=failedCount
             )
 
-    def _runAnalysis(self) -> None:
-        """Run the analysis; a cancelled run only says so in the status (the scene is left unchanged)."""
-        progress = Progress(self._showProgress, self._isCancelRequested)
-        try:
-            result = self.logic.process(self._parameterNode, progress)
-        except ProcessingCancelled:
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = _("Cancelled: nothing was added to the scene.")
-            return
-        self._showResult(result)
-
-    def _setRunning(self, running: bool) -> None:
-        self._running = running
-        self.updateWidgetStates()
-
-    def _isCancelRequested(self) -> bool:
-        return self._cancelRequested
-
-    def _showProgress(self, fraction: float, message: str) -> None:
-        """Progress callback of the analysis: update the bar and the status, keep the panel responsive."""
-        self.ui.progressBar.value = round(100 * fraction)
-        self.ui.statusLabel.text = message
-        slicer.app.processEvents()
-
-    def _showResult(self, result: DCEResult) -> None:
+    def showResult(self, result: DCEResult) -> None:
         """Show Ktrans (or the model's first parameter) over the series and the curve plot in the layout.
 
         The panel is disabled during a run, so the parameter node still holds the settings of the run.
         """
-        mapNode = result.map_nodes[displayedMapName(result.map_nodes, self._parameterNode.model)]
-        sequenceNode = self._parameterNode.inputSequence
-        browserNode = slicer.modules.sequences.logic().GetFirstBrowserNodeForSequenceNode(sequenceNode)
-        background = browserNode.GetProxyNode(sequenceNode) if browserNode else "keep-current"
-        slicer.util.setSliceViewerLayers(
-            background=background, foreground=mapNode, foregroundOpacity=0.5, fit=True
-        )
+        self.showMapOverInput(result.map_nodes[displayedMapName(result.map_nodes, self._parameterNode.model)])
         slicer.modules.plots.logic().ShowChartInLayout(result.curves_chart)
 
 

@@ -7,6 +7,8 @@ only what is its own:
   ``MRMLContext`` the headless logic takes;
 - :class:`SequenceInputModuleWidget`, the panel behaviour every module starts from: pick a 4D series
   (a sequence of volumes) and read its frames, frame times and geometry;
+- :class:`AnalysisModuleWidget`, its extension for modules that run an analysis (Apply, Cancel,
+  progress, error display);
 - the category, help and acknowledgement texts every module shows.
 """
 
@@ -23,8 +25,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 from SpatioTemporalCommonLib.context import MRMLContext
-from SpatioTemporalCommonLib.errors import InputError
+from SpatioTemporalCommonLib.errors import InputError, ProcessingCancelled
 from SpatioTemporalCommonLib.info import summarize_sequence_node
+from SpatioTemporalCommonLib.progress import Progress
 
 EXTENSION_HOMEPAGE = "https://github.com/SlicerSpatioTemporal/SlicerSpatioTemporal"
 
@@ -238,6 +241,103 @@ class SequenceInputModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             return
         self._summarizedSequence = sequenceNode
         self.ui.inputSummaryTextEdit.setPlainText(inputSummaryText(sequenceNode))
+
+
+#
+# AnalysisModuleWidget
+#
+
+
+class AnalysisModuleWidget(SequenceInputModuleWidget):
+    """Panel of a module that runs an analysis: Apply, Cancel, a progress bar and a status line.
+
+    The ``.ui`` has ``applyButton``, ``cancelButton``, ``progressBar`` and ``statusLabel``. A module's
+    widget calls :meth:`setupAnalysisPanel` from ``setup`` and defines two methods:
+    ``updateWidgetStates(caller=None, event=None)`` (which widgets apply to the current settings,
+    using ``self.running``; called whenever the parameter node changes and when a run starts or
+    ends) and ``showResult(result)`` (what to show after a run). The logic's
+    ``process(parameterNode, progress)`` runs the analysis; a cancelled run leaves the scene as it
+    was and only says so in the status line.
+    """
+
+    def __init__(self, parent=None) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        super().__init__(parent)
+        self.running = False
+        self._cancelRequested = False
+        self._failureMessage = ""
+
+    def setupAnalysisPanel(self, logic: ScriptedLoadableModuleLogic, failureMessage: str) -> None:
+        """Build the panel and connect Apply and Cancel; ``failureMessage`` titles the error dialog."""
+        self._failureMessage = failureMessage
+        self.setupSequenceInputPanel(logic)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+
+    def exit(self) -> None:
+        """Called each time the user opens a different module."""
+        if self._parameterNode:
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateWidgetStates)
+        super().exit()
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Set and observe the parameter node; the widgets follow what it holds."""
+        if self._parameterNode:
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateWidgetStates)
+        super().setParameterNode(inputParameterNode)
+        if self._parameterNode:
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateWidgetStates)
+        self.updateWidgetStates()
+
+    def updateRunButtons(self, missing: list[str], readyToolTip: str) -> None:
+        """Enable Apply when nothing is ``missing`` and no run is going on; Cancel only during a run."""
+        self.ui.applyButton.enabled = not self.running and not missing
+        self.ui.applyButton.toolTip = (
+            _("Give first: {items}.").format(items=", ".join(missing)) if missing else readyToolTip
+        )
+        self.ui.cancelButton.enabled = self.running
+
+    def onApplyButton(self) -> None:
+        """Run the analysis with the panel's settings and show its results."""
+        self._cancelRequested = False
+        self._setRunning(True)
+        try:
+            with slicer.util.tryWithErrorDisplay(self._failureMessage):
+                self._runAnalysis()
+        finally:
+            self._setRunning(False)
+
+    def onCancelButton(self) -> None:
+        """Ask the running analysis to stop at its next progress report."""
+        self._cancelRequested = True
+        self.ui.statusLabel.text = _("Cancelling...")
+
+    def showMapOverInput(self, mapNode) -> None:
+        """Show ``mapNode`` half-transparent over the input series' current frame, and fit the views."""
+        sequenceNode = self._parameterNode.inputSequence
+        browserNode = slicer.modules.sequences.logic().GetFirstBrowserNodeForSequenceNode(sequenceNode)
+        background = browserNode.GetProxyNode(sequenceNode) if browserNode else "keep-current"
+        slicer.util.setSliceViewerLayers(background=background, foreground=mapNode, foregroundOpacity=0.5, fit=True)
+
+    def _runAnalysis(self) -> None:
+        progress = Progress(self._showProgress, lambda: self._cancelRequested)
+        try:
+            result = self.logic.process(self._parameterNode, progress)
+        except ProcessingCancelled:
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = _("Cancelled: nothing was added to the scene.")
+            return
+        self.showResult(result)
+
+    def _setRunning(self, running: bool) -> None:
+        self.running = running
+        self.updateWidgetStates()
+
+    def _showProgress(self, fraction: float, message: str) -> None:
+        """Progress callback of the analysis: update the bar and the status, keep the panel responsive."""
+        self.ui.progressBar.value = round(100 * fraction)
+        self.ui.statusLabel.text = message
+        slicer.app.processEvents()
 
 
 #

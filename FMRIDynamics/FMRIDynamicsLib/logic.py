@@ -240,14 +240,14 @@ def read_reference_signal(path: str | Path) -> np.ndarray:
 
 def ras_to_voxel(geometry: VolumeGeometry, ras_mm: Sequence[float], number: int) -> tuple[int, int, int]:
     """The voxel ``(k, j, i)`` nearest to a RAS point (mm); refuses points outside the grid."""
-    ijk = np.linalg.solve(geometry.ijk_to_ras, np.array([*ras_mm, 1.0]))[:3]
-    index = np.rint(ijk).astype(int)
-    if np.any(index < 0) or np.any(index >= np.array(geometry.shape[::-1])):
+    kji = geometry.ras_to_kji(ras_mm)
+    if not geometry.contains_kji(kji):
         raise InputError(
             f"seed {number} at RAS ({', '.join(f'{v:g}' for v in ras_mm)}) mm lies outside the image "
-            f"(voxel i, j, k = {', '.join(f'{v:.1f}' for v in ijk)}): give a point inside the fMRI volume"
+            f"(voxel i, j, k = {', '.join(f'{v:.1f}' for v in kji[::-1])}): give a point inside the fMRI volume"
         )
-    return int(index[2]), int(index[1]), int(index[0])
+    index = np.clip(np.rint(kji).astype(int), 0, np.array(geometry.shape) - 1)
+    return int(index[0]), int(index[1]), int(index[2])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -137,6 +137,24 @@ PANEL_ONLY_FIELDS = {
         "resampleMasks": "an option of run_dce (resample masks on another grid), not an analysis parameter",
         "vfaFlipAnglesText": "the flip angles as typed, parsed into DCEParameters.vfa_flip_angles_deg",
     },
+    "FMRIDynamics": {
+        "eventsPath": "a file argument of run_fmri (events_path), not an analysis parameter",
+        "confoundsPath": "a file argument of run_fmri (confounds_path), not an analysis parameter",
+        "sliceTimingPath": "a file argument of run_fmri (slice_timing_path), not an analysis parameter",
+        "referenceSignalPath": "the lag reference file; empty gives FMRIParameters.reference 'global'",
+        "resampleMasks": "an option of run_fmri (resample masks on another grid), not an analysis parameter",
+        "featureGlm": "checkbox of the glm feature, joined into FMRIParameters.features",
+        "featureLag": "checkbox of the lag feature, joined into FMRIParameters.features",
+        "featureMi": "checkbox of the mi feature, joined into FMRIParameters.features",
+        "featureInt": "checkbox of the int feature, joined into FMRIParameters.features",
+        "featureAlff": "checkbox of the alff feature, joined into FMRIParameters.features",
+        "featureReho": "checkbox of the reho feature, joined into FMRIParameters.features",
+        "featureEntropy": "checkbox of the entropy feature, joined into FMRIParameters.features",
+        "featureFc": "checkbox of the fc feature, joined into FMRIParameters.features",
+        "featureDfc": "checkbox of the dfc feature, joined into FMRIParameters.features",
+        "featureIca": "checkbox of the ica feature, joined into FMRIParameters.features",
+        "featureQc": "checkbox of the qc feature, joined into FMRIParameters.features",
+    },
 }
 
 
