@@ -129,7 +129,7 @@ def check_seed(seed_kji: tuple[float, float, float], spatial_shape: tuple[int, .
     upper = np.asarray(spatial_shape, dtype=float) - 1
     if np.any(seed < 0) or np.any(seed > upper):
         raise InputError(
-            f"seed (k, j, i) = {tuple(np.round(seed, 2))} lies outside the volume of shape "
+            f"seed (k, j, i) = ({', '.join(f'{v:.2f}' for v in seed)}) lies outside the volume of shape "
             f"{tuple(spatial_shape)}: place it inside the image, in the cavity"
         )
     return seed

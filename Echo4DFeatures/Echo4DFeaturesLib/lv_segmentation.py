@@ -217,8 +217,8 @@ def check_seed_in_cavity(
     ]
     if min(at_seed) >= otsu_threshold(_smoothed_mean(series, spacing)):
         raise InputError(
-            f"the seed (k, j, i) = {tuple(np.round(seed, 1))} lies in bright tissue (myocardium), not in the "
-            "dark blood pool: place the seed inside the left-ventricular cavity"
+            f"the seed (k, j, i) = ({', '.join(f'{v:.1f}' for v in seed)}) lies in bright tissue "
+            "(myocardium), not in the dark blood pool: place the seed inside the left-ventricular cavity"
         )
 
 
