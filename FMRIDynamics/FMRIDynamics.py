@@ -14,7 +14,7 @@ import slicer
 from FMRIDynamicsLib.logic import FMRIResult, run_fmri
 from FMRIDynamicsLib.parameters import FEATURES, FMRIParameters, check_parameters
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, Default, Minimum, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -86,25 +86,8 @@ _DEFAULTS = FMRIParameters()
 _INFO = {field.name: info for field, info in parameter_fields(FMRIParameters)}
 
 
-def panelRange(name: str, decimals: int = 0, *, zeroIsNotSet: bool = False) -> WithinRange | Minimum:
-    """The values a panel widget offers for a parameter: its valid range at the widget's precision.
-
-    Parameters
-    ----------
-    name : str
-        A field of ``FMRIParameters`` that has a lower limit.
-    decimals : int
-        Decimals the widget shows (0 for integers). An exclusive limit becomes the nearest value inside
-        the range at that precision, e.g. (0, inf) shown with 3 decimals starts at 0.001.
-    zeroIsNotSet : bool
-        The widget starts at 0, shown as "not set" (``None`` in ``FMRIParameters``).
-    """
-    info = _INFO[name]
-    step = 10.0**-decimals if decimals else 1
-    minimum = 0 if zeroIsNotSet else info.minimum + (0 if info.minimum_inclusive else step)
-    if info.maximum is None:
-        return Minimum(minimum)
-    return WithinRange(minimum, info.maximum - (0 if info.maximum_inclusive else step))
+#: The parameter-node validator of a widget's range (see ``SpatioTemporalCommon.panelRanges``).
+panelRange = SpatioTemporalCommon.panelRanges(FMRIParameters)
 
 
 @parameterNodeWrapper

@@ -9,14 +9,19 @@ only what is its own:
   (a sequence of volumes) and read its frames, frame times and geometry;
 - :class:`AnalysisModuleWidget`, its extension for modules that run an analysis (Apply, Cancel,
   progress, error display);
+- :func:`panelRanges`, the ranges of the parameter-node fields, read from a module's parameters
+  dataclass;
 - the category, help and acknowledgement texts every module shows.
 """
+
+from collections.abc import Callable
 
 import qt
 import slicer
 import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Minimum, WithinRange
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -27,6 +32,7 @@ from slicer.util import VTKObservationMixin
 from SpatioTemporalCommonLib.context import MRMLContext
 from SpatioTemporalCommonLib.errors import InputError, ProcessingCancelled
 from SpatioTemporalCommonLib.info import summarize_sequence_node
+from SpatioTemporalCommonLib.parameters import parameter_fields
 from SpatioTemporalCommonLib.progress import Progress
 
 EXTENSION_HOMEPAGE = "https://github.com/SlicerSpatioTemporal/SlicerSpatioTemporal"
@@ -105,6 +111,42 @@ def slicerContext() -> MRMLContext:
             "SubjectHierarchy": slicer.modules.subjecthierarchy.logic(),
         },
     )
+
+
+def panelRanges(parametersClass: type) -> Callable[..., WithinRange | Minimum]:
+    """The ``panelRange`` function of a module whose parameters are the dataclass ``parametersClass``.
+
+    A module's parameter node annotates each numeric field with ``panelRange(name, decimals)``, so the
+    widget offers the range that the parameter's one definition gives.
+
+    Parameters
+    ----------
+    parametersClass : type
+        The module's parameters dataclass, its fields made with ``SpatioTemporalCommonLib.parameters.parameter``.
+    """
+    infoByName = {field.name: info for field, info in parameter_fields(parametersClass)}
+
+    def panelRange(name: str, decimals: int = 0, *, zeroIsNotSet: bool = False) -> WithinRange | Minimum:
+        """The values a panel widget offers for a parameter: its valid range at the widget's precision.
+
+        Parameters
+        ----------
+        name : str
+            A field of the parameters dataclass that has a lower limit.
+        decimals : int
+            Decimals the widget shows (0 for integers). An exclusive limit becomes the nearest value inside
+            the range at that precision, e.g. (0, inf) shown with 3 decimals starts at 0.001.
+        zeroIsNotSet : bool
+            The widget starts at 0, shown as "not set" (``None`` in the parameters dataclass).
+        """
+        info = infoByName[name]
+        step = 10.0**-decimals if decimals else 1
+        minimum = 0 if zeroIsNotSet else info.minimum + (0 if info.minimum_inclusive else step)
+        if info.maximum is None:
+            return Minimum(minimum)
+        return WithinRange(minimum, info.maximum - (0 if info.maximum_inclusive else step))
+
+    return panelRange
 
 
 def inputSummaryText(sequenceNode) -> str:
