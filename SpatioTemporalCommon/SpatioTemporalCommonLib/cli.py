@@ -114,14 +114,18 @@ def _run_info(args: argparse.Namespace, runtime: Runtime) -> None:
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser, module_names: Sequence[str]) -> None:
-    parser.add_argument("modules", nargs="*", choices=list(module_names) or None, metavar="MODULE",
+    parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help="run only these modules' demos" + (f" ({', '.join(module_names)})" if module_names else ""))
     parser.add_argument("--out", default="spatiotemporal-demo", metavar="DIR",
                         help="folder for the demo outputs (default: ./spatiotemporal-demo)")
 
 
 def _run_demo(args: argparse.Namespace, runtime: Runtime, commands: Sequence[Command]) -> None:
-    demos = [c for c in commands if c.demo is not None and (not args.modules or c.name in args.modules)]
+    available = {c.name: c for c in commands if c.demo is not None}
+    unknown = sorted(set(args.modules) - set(available))
+    if unknown:
+        raise InputError(f"no demo named {', '.join(unknown)}: choose from {', '.join(available) or 'none installed'}")
+    demos = [command for name, command in available.items() if not args.modules or name in args.modules]
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"output folder '{out}' is a file: give a folder path for --out")

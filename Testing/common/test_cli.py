@@ -112,6 +112,7 @@ def bad_input_cases(tmp_path, write_dicom_series):
         (["info", two_frames], "2 frame(s); at least 3"),
         (["info", all_nan], "no finite values"),
         (["demo", "--out", out_file], "is a file"),
+        (["demo", "unknown"], "no demo named unknown"),
     ]
 
 

@@ -199,3 +199,9 @@ def test_flip_angle_and_tr_are_prefilled_from_nrrd_metadata(capsys, tmp_path, mr
     assert summary["parameters"]["flip_angle_deg"] == dro.flip_angle_deg
     ktrans = slicer.util.arrayFromVolume(read_volume(mrml_context, out / "Ktrans.nrrd"))
     assert np.allclose(ktrans, dro.truth["Ktrans"], rtol=0.01)
+
+
+def test_demo_without_module_names_runs_every_demo(capsys, tmp_path):
+    status = main(["--quiet", "demo", "--out", str(tmp_path)], commands=[COMMAND])
+    assert status == 0, capsys.readouterr().err
+    assert (tmp_path / "dce" / "maps" / "Ktrans.nrrd").is_file()
