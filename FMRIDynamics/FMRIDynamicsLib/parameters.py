@@ -12,6 +12,8 @@ from SpatioTemporalCommonLib.errors import InputError
 from SpatioTemporalCommonLib.frame_times import MAX_PLAUSIBLE_TR_S
 from SpatioTemporalCommonLib.parameters import parameter, validate_parameters
 
+from .latency import TAPERS, WEIGHTINGS
+
 FEATURES = ("glm", "lag", "mi", "int", "alff", "reho", "entropy", "fc", "dfc", "ica", "qc")
 """Feature names of ``--features``, in the order they are computed."""
 
@@ -171,6 +173,14 @@ class FMRIParameters:
         minimum=0,
         minimum_inclusive=False,
         help="Largest lag searched by the lag map and the region delay matrix",
+    )
+    lag_taper: str = parameter(
+        "none", choices=TAPERS, help="Taper of both series before the lag cross-correlation (rapidtide: hamming)"
+    )
+    lag_weighting: str = parameter(
+        "none",
+        choices=WEIGHTINGS,
+        help="Cross-spectrum weighting of the lag estimate: none, or phat (phase transform, as rapidtide)",
     )
     alff_low_hz: float = parameter(0.01, unit="Hz", minimum=0, help="Low edge of the ALFF band")
     alff_high_hz: float = parameter(

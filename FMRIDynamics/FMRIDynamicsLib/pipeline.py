@@ -825,7 +825,13 @@ def lag_feature(data: PreparedData, parameters: FMRIParameters) -> FeatureResult
     """Voxel-wise lag and peak correlation against the reference; region delays when regions are given."""
     band = (parameters.band_low_hz, parameters.band_high_hz)
     lags = lag_map(
-        data.unfiltered, data.tr_s, reference=data.reference_signal, max_lag=parameters.max_lag_s, band=band
+        data.unfiltered,
+        data.tr_s,
+        reference=data.reference_signal,
+        max_lag=parameters.max_lag_s,
+        band=band,
+        taper=parameters.lag_taper,
+        weighting=parameters.lag_weighting,
     )
     result = FeatureResult(
         maps={"lag": data.to_grid(lags.lag), "lag_correlation": data.to_grid(lags.peak_correlation)},
