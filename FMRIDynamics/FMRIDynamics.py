@@ -48,13 +48,17 @@ quality measures, task activation and response timing, model-free timing, lags, 
 local measures and connectivity.</p>
 <p><b>Inputs.</b> The repetition time comes from the frame times of the series (in s) unless typed.
 Optional: a brain mask (otherwise one is made from the mean image), regions (label volume or
-segmentation), seed points, a BIDS events file (onset, duration, trial_type), a confounds table (TSV),
+segmentation), seed points, seed regions (label volume or segmentation, one seed per label or segment),
+a BIDS events file (onset, duration, trial_type), a confounds table (TSV),
 the slice timing (BIDS JSON sidecar or a list of times), white-matter and CSF masks, and a lag reference
 signal (a text file with one value per frame; otherwise the global mean signal).</p>
 <p><b>Preprocessing.</b> Rigid motion correction to the mean volume, slice-timing correction, then
 polynomial detrending, filtering and nuisance regression (motion terms, confounds, white-matter and CSF
 means, optionally the global signal) as one projection; frames above a framewise displacement or DVARS
-threshold are censored; optional Gaussian smoothing (FWHM in mm).</p>
+threshold are censored; optional Gaussian smoothing (FWHM in mm). Optionally (Advanced), a selective
+temporal-ICA clean-up replaces the regression of the nuisance signals: only the temporal ICA components
+of the cleaned data whose time course correlates with a nuisance signal are removed (table
+ica_cleanup).</p>
 <p><b>Features.</b> qc: temporal SNR map, framewise displacement and DVARS of every frame. glm: effect
 and z maps of every trial type and contrast (SPM or Glover response, AR(1) or OLS noise model) and maps
 of the response peak latency and width. mi: mutual-information time maps (preferred time after onset,
@@ -62,8 +66,9 @@ amplitude, permutation significance). lag: lag (s) and peak correlation against 
 regions, the region delay matrix, lag projection and latency eigenvectors. int: intrinsic timescale
 maps (positive autocorrelation area, autocorrelation half width). alff: ALFF, fALFF and mALFF. reho:
 regional homogeneity (Kendall's W). entropy: sample entropy. fc: seed correlation maps and region
-matrices (Pearson, Fisher z, partial correlation, coherence). dfc: sliding-window connectivity of the
-regions. ica: spatial ICA component maps and time courses.</p>
+matrices (Pearson, Fisher z, partial correlation, coherence); a seed point's map is
+seed_&lt;n&gt;_correlation, a seed region's seed_&lt;name&gt;_correlation. dfc: sliding-window
+connectivity of the regions. ica: spatial ICA component maps and time courses.</p>
 <p>With every feature checked, the features the inputs allow are computed and the others are skipped
 (the status line says why). When only some are checked, each of them is required.</p>
 <p><b>Outputs.</b> One volume per map in a folder named after the series, the ICA components as a
@@ -107,6 +112,7 @@ class FMRIDynamicsParameterNode:
     maskNode - Brain mask (label volume or segmentation); None: automatic from the mean image.
     labelsNode - Regions of connectivity, dynamic connectivity and region delays, or None.
     seedsNode - Point list whose control points (RAS, world coordinates) are the seeds of the seed maps.
+    seedRegionsNode - Seed regions (label volume or segmentation), one seed map per label or segment.
     whiteMatterNode - White-matter mask whose mean signal is a nuisance regressor, or None.
     csfNode - CSF mask whose mean signal is a nuisance regressor, or None.
     eventsPath - BIDS events.tsv (onset, duration, trial_type) of the GLM and mutual information.
@@ -121,6 +127,7 @@ class FMRIDynamicsParameterNode:
     maskNode: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLSegmentationNode, None]  # noqa: UP007
     labelsNode: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLSegmentationNode, None]  # noqa: UP007
     seedsNode: slicer.vtkMRMLMarkupsFiducialNode
+    seedRegionsNode: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLSegmentationNode, None]  # noqa: UP007
     whiteMatterNode: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLSegmentationNode, None]  # noqa: UP007
     csfNode: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLSegmentationNode, None]  # noqa: UP007
     eventsPath: pathlib.Path
@@ -184,6 +191,13 @@ class FMRIDynamicsParameterNode:
     entropy_m: Annotated[int, panelRange("entropy_m"), Default(_DEFAULTS.entropy_m)]
     entropy_r: Annotated[float, panelRange("entropy_r", 2), Default(_DEFAULTS.entropy_r)]
     seed_radius_mm: Annotated[float, panelRange("seed_radius_mm", 1), Default(_DEFAULTS.seed_radius_mm)]
+    ica_cleanup: Annotated[bool, Default(_DEFAULTS.ica_cleanup)]
+    ica_cleanup_components: Annotated[
+        int, panelRange("ica_cleanup_components"), Default(_DEFAULTS.ica_cleanup_components)
+    ]
+    ica_cleanup_threshold: Annotated[
+        float, panelRange("ica_cleanup_threshold", 2), Default(_DEFAULTS.ica_cleanup_threshold)
+    ]
     random_seed: Annotated[int, panelRange("random_seed"), Default(_DEFAULTS.random_seed)]
 
 
@@ -274,6 +288,9 @@ def analysisParameters(parameterNode: FMRIDynamicsParameterNode) -> FMRIParamete
         dfc_window_s=parameterNode.dfc_window_s,
         dfc_step_s=parameterNode.dfc_step_s,
         ica_components=parameterNode.ica_components,
+        ica_cleanup=parameterNode.ica_cleanup,
+        ica_cleanup_components=parameterNode.ica_cleanup_components,
+        ica_cleanup_threshold=parameterNode.ica_cleanup_threshold,
         slice_time_reference=parameterNode.slice_time_reference,
         random_seed=parameterNode.random_seed,
     )
@@ -285,7 +302,8 @@ def missingApplyInputs(parameterNode: FMRIDynamicsParameterNode) -> list[str]:
     """What the user still has to give before the analysis can run; empty when it can run.
 
     A series and at least one feature. Features asked for on their own (see :func:`requiredFeatures`)
-    need their inputs: task events for glm and mi, regions for dfc, regions or seed points for fc.
+    need their inputs: task events for glm and mi, regions for dfc, regions, seed points or seed
+    regions for fc.
     """
     missing = []
     if parameterNode.inputSequence is None:
@@ -299,8 +317,9 @@ def missingApplyInputs(parameterNode: FMRIDynamicsParameterNode) -> list[str]:
         missing.append(_("an events file (for glm and mi)"))
     if "dfc" in required and parameterNode.labelsNode is None:
         missing.append(_("regions (for dfc)"))
-    if "fc" in required and parameterNode.labelsNode is None and parameterNode.seedsNode is None:
-        missing.append(_("regions or seed points (for fc)"))
+    connectivityInputs = (parameterNode.labelsNode, parameterNode.seedsNode, parameterNode.seedRegionsNode)
+    if "fc" in required and all(node is None for node in connectivityInputs):
+        missing.append(_("regions, seed points or seed regions (for fc)"))
     return missing
 
 
@@ -369,6 +388,8 @@ class FMRIDynamicsWidget(SpatioTemporalCommon.AnalysisModuleWidget):
         for feature, widgets in featureSettings.items():
             for widget in widgets:
                 widget.enabled = feature in checked
+        for widget in (self.ui.icaCleanupComponentsSpinBox, self.ui.icaCleanupThresholdSpinBox):
+            widget.enabled = parameterNode.ica_cleanup
 
     def showResult(self, result: FMRIResult) -> None:
         """Show the first activation or lag map over the series and the quality chart in the layout."""
@@ -424,6 +445,7 @@ class FMRIDynamicsLogic(ScriptedLoadableModuleLogic):
             white_matter_node=parameterNode.whiteMatterNode,
             csf_node=parameterNode.csfNode,
             seeds_ras=seedPoints(parameterNode.seedsNode),
+            seed_regions_node=parameterNode.seedRegionsNode,
             resample_masks=parameterNode.resampleMasks,
             progress=progress,
         )

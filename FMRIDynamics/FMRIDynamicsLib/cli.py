@@ -4,9 +4,9 @@ Reads the inputs into a scene with Slicer's storage nodes, runs :func:`FMRIDynam
 (the same code as the Slicer panel) and writes, into the output folder, one file per map
 (``<feature>.nrrd`` or ``.nii.gz``), ``ica_components.seq.nrrd`` (or ``.nii.gz``), one CSV per table
 (``motion``, ``qc``, ``fc_matrix``, ``dfc``, ``delay_matrix``, ``region_lags``, ``time_courses``,
-``lag_reference``, ``ica_time_courses``; Slicer writes a ``.schema.csv`` with the column types beside
-each), the figures ``carpet.png``, ``lag_map.png``, ``fc_matrix.png``, ``delay_matrix.png`` and
-``summary.json``. Nothing is written when the run fails.
+``lag_reference``, ``ica_time_courses``, ``ica_cleanup``; Slicer writes a ``.schema.csv`` with the
+column types beside each), the figures ``carpet.png``, ``lag_map.png``, ``fc_matrix.png``,
+``delay_matrix.png`` and ``summary.json``. Nothing is written when the run fails.
 """
 
 from __future__ import annotations
@@ -82,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "write --seed=-10,5,3 when the first coordinate is negative",
     )
     parser.add_argument(
+        "--seed-labels",
+        metavar="FILE",
+        help="seed regions: label volume or .seg.nrrd, one seed per label or segment, its mean series "
+        "the seed of seed_<name>_correlation (the segment name, or label_<n>)",
+    )
+    parser.add_argument(
         "--white-matter-mask", metavar="FILE", help="white-matter mask: its mean is regressed out"
     )
     parser.add_argument("--csf-mask", metavar="FILE", help="CSF mask: its mean is regressed out")
@@ -138,6 +144,7 @@ def _input_paths(args: argparse.Namespace, parameters: FMRIParameters) -> list[s
         args.confounds,
         args.slice_timing,
         args.labels,
+        args.seed_labels,
         args.white_matter_mask,
         args.csf_mask,
         None if parameters.reference == "global" else parameters.reference,
@@ -170,6 +177,7 @@ def run(args: argparse.Namespace, runtime: Runtime) -> None:
             white_matter_node=mask_node(args.white_matter_mask, "white-matter mask"),
             csf_node=mask_node(args.csf_mask, "CSF mask"),
             seeds_ras=seeds,
+            seed_regions_node=mask_node(args.seed_labels, "seed-region labelmap"),
             resample_masks=args.resample_mask,
             progress=runtime.progress("fmri"),
         )
@@ -189,6 +197,7 @@ def run(args: argparse.Namespace, runtime: Runtime) -> None:
                 "slice_timing": args.slice_timing,
                 "labels": args.labels,
                 "seeds_ras": seeds,
+                "seed_labels": args.seed_labels,
                 "white_matter_mask": args.white_matter_mask,
                 "csf_mask": args.csf_mask,
             },

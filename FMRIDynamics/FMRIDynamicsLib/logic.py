@@ -266,6 +266,7 @@ def run_fmri(
     white_matter_node=None,
     csf_node=None,
     seeds_ras: Sequence[Sequence[float]] = (),
+    seed_regions_node=None,
     resample_masks: bool = False,
     progress: Progress | Callable[[float, str], None] | None = None,
 ) -> FMRIResult:
@@ -288,7 +289,11 @@ def run_fmri(
     white_matter_node, csf_node : vtkMRMLVolumeNode or vtkMRMLSegmentationNode, optional
         Tissue masks whose mean signals are nuisance regressors.
     seeds_ras : sequence of (R, A, S)
-        Seed points (mm) of the seed correlation maps.
+        Seed points (mm) of the seed correlation maps ``seed_<n>_correlation``.
+    seed_regions_node : vtkMRMLVolumeNode or vtkMRMLSegmentationNode, optional
+        Seed regions, one per label or segment: each region's mean series is the seed of a map
+        ``seed_<name>_correlation`` (the segment name, or ``label_<n>`` for a label volume, reduced
+        to letters, digits, '_' and '-').
     resample_masks : bool
         Resample masks on other grids by nearest neighbour instead of refusing them.
     progress : callable(fraction, message), optional
@@ -309,6 +314,7 @@ def run_fmri(
         )
 
     mask, regions = labels_of(mask_node, "mask"), labels_of(labels_node, "labelmap")
+    seed_regions = labels_of(seed_regions_node, "seed-region labelmap")
     white_matter, csf = labels_of(white_matter_node, "white-matter mask"), labels_of(csf_node, "CSF mask")
     confounds = read_confounds_tsv(confounds_path) if confounds_path is not None else None
     analysis = analyse_fmri(
@@ -325,6 +331,8 @@ def run_fmri(
         labels=regions.labels if regions is not None else None,
         region_names=regions.names if regions is not None else None,
         seeds=[ras_to_voxel(geometry, point, number) for number, point in enumerate(seeds_ras, start=1)],
+        seed_labels=seed_regions.labels if seed_regions is not None else None,
+        seed_region_names=seed_regions.names if seed_regions is not None else None,
         reference_signal=None
         if parameters.reference == "global"
         else read_reference_signal(parameters.reference),

@@ -205,6 +205,26 @@ class FMRIParameters:
         2.0, unit="s", minimum=0, minimum_inclusive=False, help="Step between dynamic-connectivity windows"
     )
     ica_components: int = parameter(10, minimum=2, help="Number of spatial ICA components")
+    ica_cleanup: bool = parameter(
+        False,
+        help="Selective temporal-ICA clean-up: instead of regressing the nuisance signals (motion terms, "
+        "confounds, white-matter, CSF and global means) out, subtract only the temporal ICA components "
+        "of the cleaned data whose time course correlates with one of them",
+    )
+    ica_cleanup_components: int = parameter(
+        10,
+        minimum=2,
+        help="Temporal ICA components of the clean-up, well below the number of frames (too many split "
+        "a nuisance component into parts that each correlate less)",
+    )
+    ica_cleanup_threshold: float = parameter(
+        0.5,
+        minimum=0,
+        maximum=1,
+        minimum_inclusive=False,
+        metavar="R",
+        help="Absolute correlation |r| with a nuisance signal from which a clean-up component is removed",
+    )
     slice_time_reference: float = parameter(
         0.5,
         minimum=0,

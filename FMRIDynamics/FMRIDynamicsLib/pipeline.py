@@ -14,9 +14,22 @@ Preprocessing, in this order:
 4. cleaning as ONE linear projection (:func:`FMRIDynamicsLib.cleaning.cleaning_operator`): censored
    frames interpolated, polynomial detrending, Butterworth filtering, and regression of the
    nuisance signals (6/12/24 motion terms, the confounds file, white-matter and CSF means, the
-   optional global signal) filtered by the same filter; censored frames are then re-interpolated
-   from the cleaned frames so that time-domain features see a regular series;
-5. optional Gaussian smoothing inside the mask (each voxel is the kernel-weighted mean of the
+   optional global signal) filtered by the same filter, unless step 5 matches them instead;
+   censored frames are then re-interpolated from the cleaned frames so that time-domain features
+   see a regular series;
+5. optional selective temporal-ICA clean-up (``ica_cleanup``, Glasser et al. 2018,
+   :func:`FMRIDynamicsLib.ica.temporal_ica_cleanup`) of each cleaned series: the nuisance signals,
+   passed through the same projection as the data (detrending, filter, censored-frame
+   interpolation), are matched against the temporal ICA components of the series, and only the
+   components whose time course reaches ``|r| >= ica_cleanup_threshold`` with one of them are
+   subtracted (table ``ica_cleanup``). The nuisance signals are then left out of the regression of
+   step 4: a series regressed on them is orthogonal to them, so no component could match. Nuisance
+   signals that the projection removes (filtered SD below ``NUISANCE_MIN_SD_FRACTION`` of their root
+   mean square) are not matched. The GLM, which does not use the cleaned series, keeps them as
+   regressors. Temporal ICA needs many more frames than components: on the test phantom, 400
+   frames and 6 components remove 75-90 % of the RMS of a planted nuisance, while fewer frames or
+   more components split it over several components that each correlate less;
+6. optional Gaussian smoothing inside the mask (each voxel is the kernel-weighted mean of the
    analysed voxels, so the mask edge is not darkened).
 
 Cleaning gives two series, used by different features:
@@ -34,6 +47,9 @@ regressors and one indicator regressor per censored frame model the nuisance, wh
 would remove the task frequencies and colour the noise that the AR(1) model describes. The lag map
 band-limits the unfiltered series itself (to ``--band``); fALFF needs the unfiltered spectrum.
 Correlations (seed maps, region matrices) and ReHo use only the frames that are not censored.
+A seed is a sphere of ``seed_radius_mm`` around a seed point (map ``seed_<n>_correlation``, n from 1)
+or a seed region of a label map (map ``seed_<name>_correlation``, the region name reduced to letters,
+digits, '_' and '-'); its series is the mean of its analysed voxels.
 
 Without a mask, the **automatic mask** is computed from the temporal mean image: voxels brighter
 than 10 % of its 98th percentile, the largest face-connected component of them, holes filled.
@@ -43,7 +59,8 @@ NaN there (and outside the mask), and the NaN voxels inside the mask are counted
 References
 ----------
 Power JD et al. (2012), Nichols TE (2013), Lindquist MA et al. (2019): see :mod:`FMRIDynamicsLib.quality`
-and :mod:`FMRIDynamicsLib.cleaning`; the features cite their own papers in their modules.
+and :mod:`FMRIDynamicsLib.cleaning`; Glasser MF et al. (2018): see :mod:`FMRIDynamicsLib.ica`; the
+features cite their own papers in their modules.
 """
 
 from __future__ import annotations
@@ -78,7 +95,7 @@ from .connectivity import (
 )
 from .glm import Events, compute_contrast, design_matrix, estimate_hrf_shape, fit_glm, make_events
 from .glm import check_events_in_scan as check_glm_events
-from .ica import spatial_ica
+from .ica import spatial_ica, temporal_ica_cleanup
 from .latency import delay_matrix, lag_map, lag_projection, latency_eigenvectors
 from .local_features import (
     low_frequency_amplitude,
@@ -106,6 +123,8 @@ MAX_COHERENCE_SEGMENT = 64
 MIN_REGISTRATION_VOXELS = 4
 """Fewest voxels along each axis that rigid registration works with."""
 N_LATENCY_EIGENVECTORS = 3
+NUISANCE_MIN_SD_FRACTION = 1e-6
+"""A nuisance signal whose filtered SD is below this fraction of its root mean square is not matched."""
 
 MAP_UNITS = {
     "hrf_peak_latency": "s",
@@ -159,7 +178,8 @@ class FMRIAnalysis:
         NaN voxels of each map inside the mask.
     tables : dict of str to dict
         Tables as columns (name to 1D array): ``motion``, ``qc``, ``fc_matrix``, ``dfc``,
-        ``delay_matrix``, ``region_lags``, ``time_courses``, ``lag_reference``, ``ica_time_courses``.
+        ``delay_matrix``, ``region_lags``, ``time_courses``, ``lag_reference``, ``ica_time_courses``,
+        ``ica_cleanup`` (see :func:`cleanup_table`).
     matrices : dict of str to numpy.ndarray
         Square region matrices for figures (``fc_pearson``, ``delay``), rows in ``region_names`` order.
     region_names : tuple of str
@@ -181,7 +201,8 @@ class FMRIAnalysis:
     carpet : CarpetMatrix or None
         Rows of the carpet plot (qc).
     summary : dict
-        Per-feature facts for ``summary.json`` (degrees of freedom, explained variance, ...).
+        Per-feature facts for ``summary.json`` (degrees of freedom, explained variance, ...), and
+        ``ica_cleanup`` (see :func:`cleanup_summary`) when the clean-up ran.
     """
 
     maps: dict[str, np.ndarray] = field(default_factory=dict)
@@ -224,11 +245,41 @@ class Regions:
         return np.array([np.count_nonzero(self.row_labels == label) for label in self.ids])
 
 
+@dataclass(frozen=True)
+class CleanupReport:
+    """What the selective temporal-ICA clean-up found in one cleaned series.
+
+    Attributes
+    ----------
+    nuisance_names : tuple of str
+        The nuisance signals matched (those the series' filter left).
+    correlations : numpy.ndarray
+        ``(n_components, n_nuisance)`` Pearson r of each component time course with each signal.
+    removed : numpy.ndarray
+        Indices (from 0) of the components subtracted.
+    converged : bool
+        Whether FastICA converged.
+    """
+
+    nuisance_names: tuple[str, ...]
+    correlations: np.ndarray
+    removed: np.ndarray
+    converged: bool
+
+    def best_matches(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each component, the index of the nuisance signal of largest ``|r|`` and that r."""
+        best = np.argmax(np.abs(self.correlations), axis=1)
+        return best, self.correlations[np.arange(best.size), best]
+
+
 @dataclass
 class PreparedData:
     """The preprocessed series and inputs that the feature computations share.
 
-    Series are rows ``(n_voxels, T)`` of the analysed voxels (``voxels``, in C order).
+    Series are rows ``(n_voxels, T)`` of the analysed voxels (``voxels``, in C order). ``seeds`` maps
+    the name part of each seed map (``1``, ``2``, ... for points, the region name for regions) to
+    the rows its mean series averages; ``cleanup`` holds the clean-up report of each cleaned series
+    (``unfiltered``, ``band-passed``) when the clean-up ran.
     """
 
     voxels: np.ndarray
@@ -246,8 +297,9 @@ class PreparedData:
     dvars: DVARS
     events: Events | None = None
     regions: Regions | None = None
-    seed_rows: tuple[np.ndarray, ...] = ()
+    seeds: dict[str, np.ndarray] = field(default_factory=dict)
     reference_signal: np.ndarray | None = None
+    cleanup: dict[str, CleanupReport] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -351,7 +403,10 @@ def _check_frame_array(
 
 
 def build_regions(
-    labels: np.ndarray | None, names: Mapping[int, str] | None, voxels: np.ndarray
+    labels: np.ndarray | None,
+    names: Mapping[int, str] | None,
+    voxels: np.ndarray,
+    what: str = "region",
 ) -> Regions | None:
     """Regions of a label map on the analysed voxels; refuses a region without analysed voxels.
 
@@ -364,6 +419,8 @@ def build_regions(
         empty segment) is a region without voxels.
     voxels : numpy.ndarray
         ``(k, j, i)`` bool, the analysed voxels.
+    what : str
+        What a region is called in messages (``region``, ``seed region``).
     """
     if labels is None:
         return None
@@ -371,13 +428,13 @@ def build_regions(
     names = dict(names or {})
     ids = np.array(sorted(set(np.unique(labels[labels > 0]).tolist()) | set(names)), dtype=np.int64)
     if ids.size == 0:
-        raise InputError("the labelmap has no region (all zero): draw regions with non-zero labels")
+        raise InputError(f"the {what} labelmap has no region (all zero): draw regions with non-zero labels")
     row_labels = labels[voxels]
     region_names = tuple(names.get(int(label), f"label {label}") for label in ids)
     for label, name in zip(ids, region_names, strict=True):
         if not np.any(row_labels == label):
             raise InputError(
-                f"region '{name}' has no voxel with signal inside the brain mask: draw it inside the brain "
+                f"{what} '{name}' has no voxel with signal inside the brain mask: draw it inside the brain "
                 "(or give a mask that covers it), or remove it from the labelmap"
             )
     return Regions(ids, region_names, row_labels)
@@ -407,6 +464,32 @@ def seed_voxel_rows(
     return tuple(rows)
 
 
+def seed_series_rows(point_rows: Sequence[np.ndarray], seed_regions: Regions | None) -> dict[str, np.ndarray]:
+    """Rows of the analysed voxels of every seed, keyed by the name part of its map.
+
+    Seed points are ``1``, ``2``, ... in order; seed regions follow, each under its name reduced
+    by :func:`map_name_part` (``left motor`` -> ``left_motor``).
+
+    Raises
+    ------
+    InputError
+        When two seeds would give maps of the same name.
+    """
+    seeds = {str(number): np.asarray(rows) for number, rows in enumerate(point_rows, start=1)}
+    if seed_regions is None:
+        return seeds
+    for label, name in zip(seed_regions.ids, seed_regions.names, strict=True):
+        key = map_name_part(name)
+        if key in seeds:
+            raise InputError(
+                f"seed region '{name}' would write seed_{key}_correlation, the map of another seed: "
+                "give the seed regions names that differ in their letters and digits and from the "
+                "seed point numbers"
+            )
+        seeds[key] = np.flatnonzero(seed_regions.row_labels == label)
+    return seeds
+
+
 def unavailable_features(
     events: Events | None, n_frames: int, tr_s: float, n_regions: int, n_seeds: int
 ) -> dict[str, str]:
@@ -422,7 +505,10 @@ def unavailable_features(
     if n_regions < 2:
         reasons["dfc"] = "needs at least two regions: give a labelmap with --labels FILE"
         if n_seeds == 0:
-            reasons["fc"] = "needs at least two regions (--labels FILE) or seed points (--seed R,A,S)"
+            reasons["fc"] = (
+                "needs at least two regions (--labels FILE), or seed points (--seed R,A,S) "
+                "or seed regions (--seed-labels FILE)"
+            )
     return reasons
 
 
@@ -544,6 +630,161 @@ def _nuisance_signals(
     return regressors, tuple(names)
 
 
+def check_cleanup_request(
+    parameters: FMRIParameters,
+    n_voxels: int,
+    n_frames: int,
+    *,
+    motion: np.ndarray | None,
+    confounds: np.ndarray | None,
+    white_matter_mask: np.ndarray | None,
+    csf_mask: np.ndarray | None,
+) -> None:
+    """Refuse the selective clean-up without nuisance signals, or with more components than the data hold.
+
+    Parameters
+    ----------
+    n_voxels, n_frames : int
+        Analysed voxels and frames of the series.
+    motion, confounds, white_matter_mask, csf_mask
+        The inputs of :func:`preprocess` that give nuisance signals (``None``: not given).
+    """
+    if not parameters.ica_cleanup:
+        return
+    has_motion_terms = (parameters.motion_correction or motion is not None) and parameters.motion_terms > 0
+    given = (has_motion_terms, confounds is not None, white_matter_mask is not None, csf_mask is not None)
+    if not any(given) and not parameters.global_signal:
+        raise InputError(
+            "--ica-cleanup removes the components that match nuisance signals, but this run has none: "
+            "give a confounds table (--confounds FILE), a white-matter or CSF mask, motion regressors "
+            "(motion correction, or motion columns in the confounds, with --motion-terms 6, 12 or 24) "
+            "or --global-signal, or leave the clean-up off"
+        )
+    largest = min(n_voxels, n_frames) - 1
+    if parameters.ica_cleanup_components > largest:
+        raise InputError(
+            f"--ica-cleanup-components {parameters.ica_cleanup_components} does not fit {n_voxels} analysed "
+            f"voxels x {n_frames} frames: give at most {largest}, well below the number of frames"
+        )
+
+
+def filtered_nuisance(
+    nuisance: np.ndarray, names: Sequence[str], operator: np.ndarray
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Nuisance signals passed through a series' cleaning matrix, less those the matrix removes.
+
+    Parameters
+    ----------
+    nuisance : numpy.ndarray
+        ``(T, n)`` nuisance signals, with ``names``.
+    operator : numpy.ndarray
+        ``(T, T)`` cleaning matrix of the series, without regression (:func:`full_length_operator`).
+
+    Returns
+    -------
+    signals : numpy.ndarray
+        ``(n_kept, T)`` filtered signals whose SD exceeds ``NUISANCE_MIN_SD_FRACTION`` of the root
+        mean square of the signal before filtering.
+    kept_names : tuple of str
+        Their names.
+    """
+    filtered = nuisance.T @ operator
+    magnitude = np.sqrt(np.mean(nuisance**2, axis=0))
+    kept = np.std(filtered, axis=1) > NUISANCE_MIN_SD_FRACTION * magnitude
+    return filtered[kept], tuple(name for name, keep in zip(names, kept, strict=True) if keep)
+
+
+def selective_cleanup(
+    series: np.ndarray,
+    nuisance: np.ndarray,
+    names: Sequence[str],
+    operator: np.ndarray,
+    parameters: FMRIParameters,
+) -> tuple[np.ndarray, CleanupReport]:
+    """Subtract the temporal ICA components of a cleaned series that match a nuisance signal.
+
+    Parameters
+    ----------
+    series : numpy.ndarray
+        ``(n_voxels, T)`` cleaned series (the rows times ``operator``).
+    nuisance : numpy.ndarray
+        ``(T, n)`` nuisance signals before filtering, with ``names``.
+    operator : numpy.ndarray
+        ``(T, T)`` cleaning matrix of the series, without regression; the nuisance signals pass
+        through it too.
+    parameters : FMRIParameters
+        ``ica_cleanup_components``, ``ica_cleanup_threshold`` and ``random_seed``.
+
+    Returns
+    -------
+    cleaned : numpy.ndarray
+        ``(n_voxels, T)`` series without the matching components.
+    report : CleanupReport
+    """
+    signals, matched = filtered_nuisance(nuisance, names, operator)
+    if not matched:
+        raise InputError(
+            "--ica-cleanup: the detrending and filter remove every nuisance signal of the run "
+            f"({', '.join(names)}): give nuisance signals that vary within the pass band, or leave the "
+            "clean-up off"
+        )
+    result = temporal_ica_cleanup(
+        series,
+        signals,
+        parameters.ica_cleanup_components,
+        parameters.ica_cleanup_threshold,
+        seed=parameters.random_seed,
+    )
+    return result.cleaned, CleanupReport(matched, result.correlations, result.removed, result.converged)
+
+
+def cleanup_table(reports: Mapping[str, CleanupReport]) -> dict[str, np.ndarray]:
+    """Every component of the selective clean-up, one row each, as table columns.
+
+    Columns: ``series`` (``unfiltered`` or ``band-passed``), ``component`` (from 1), ``removed``
+    (1 or 0), ``best_match`` (the nuisance signal of largest ``|r|``), ``best_correlation`` (that
+    r), then ``r_<signal>`` for every nuisance signal (NaN where a series did not match it).
+    """
+    names = list(dict.fromkeys(name for report in reports.values() for name in report.nuisance_names))
+    series, components, removed, best_names, best_r, correlations = [], [], [], [], [], []
+    for series_name, report in reports.items():
+        n_components = report.correlations.shape[0]
+        best, r = report.best_matches()
+        series += [series_name] * n_components
+        components.append(np.arange(1, n_components + 1))
+        removed.append(np.isin(np.arange(n_components), report.removed).astype(int))
+        best_names += [report.nuisance_names[index] for index in best]
+        best_r.append(r)
+        matrix = np.full((n_components, len(names)), np.nan)
+        matrix[:, [names.index(name) for name in report.nuisance_names]] = report.correlations
+        correlations.append(matrix)
+    matrix = np.vstack(correlations)
+    return {
+        "series": np.array(series),
+        "component": np.concatenate(components),
+        "removed": np.concatenate(removed),
+        "best_match": np.array(best_names),
+        "best_correlation": np.concatenate(best_r),
+        **{f"r_{name}": matrix[:, column] for column, name in enumerate(names)},
+    }
+
+
+def cleanup_summary(reports: Mapping[str, CleanupReport]) -> dict[str, dict[str, Any]]:
+    """Per cleaned series: components, signals matched, removed components (from 1) with their best match."""
+    summary = {}
+    for series_name, report in reports.items():
+        best, r = report.best_matches()
+        summary[series_name] = {
+            "components": int(report.correlations.shape[0]),
+            "nuisance_signals": list(report.nuisance_names),
+            "removed": [int(index) + 1 for index in report.removed],
+            "removed_best_match": [report.nuisance_names[best[index]] for index in report.removed],
+            "removed_correlation": [float(r[index]) for index in report.removed],
+            "converged": report.converged,
+        }
+    return summary
+
+
 def preprocess(
     series: np.ndarray,
     voxels: np.ndarray,
@@ -560,7 +801,7 @@ def preprocess(
     csf_mask: np.ndarray | None = None,
     progress: Progress,
 ) -> PreparedData:
-    """Motion and slice-timing correction, quality measures, censoring, cleaning and smoothing.
+    """Motion and slice-timing correction, quality measures, censoring, cleaning, clean-up and smoothing.
 
     Parameters
     ----------
@@ -573,6 +814,15 @@ def preprocess(
     features : sequence of str
         The features that will run (decides which cleaned series are made).
     """
+    check_cleanup_request(
+        parameters,
+        int(np.count_nonzero(voxels)),
+        series.shape[-1],
+        motion=motion,
+        confounds=confounds,
+        white_matter_mask=white_matter_mask,
+        csf_mask=csf_mask,
+    )
     prepared, reference_time = series, 0.0
     if parameters.motion_correction:
         if min(series.shape[:3]) < MIN_REGISTRATION_VOXELS:
@@ -597,18 +847,26 @@ def preprocess(
     nuisance, names = _nuisance_signals(
         prepared, voxels, motion, parameters, confounds, confound_names, white_matter_mask, csf_mask
     )
-    cleaning_confounds = nuisance.T if nuisance.shape[1] else None
+    regressed = nuisance.T if nuisance.shape[1] and not parameters.ica_cleanup else None
+    cleanup: dict[str, CleanupReport] = {}
 
-    def cleaned(band: tuple[float | None, float | None]) -> np.ndarray:
-        operator = full_length_operator(n_frames, tr_s, cleaning_confounds, parameters, band, censored)
-        return smooth_rows(rows @ operator, voxels, parameters.smooth_fwhm_mm, spacing_kji)
+    def cleaned(band: tuple[float | None, float | None], name: str) -> np.ndarray:
+        operator = full_length_operator(n_frames, tr_s, regressed, parameters, band, censored)
+        result = rows @ operator
+        if parameters.ica_cleanup:
+            result, cleanup[name] = selective_cleanup(result, nuisance, names, operator, parameters)
+        return smooth_rows(result, voxels, parameters.smooth_fwhm_mm, spacing_kji)
 
     wanted = set(features)
     unfiltered = (
-        cleaned((1.0 / parameters.high_pass_cutoff_s, None)) if wanted & UNFILTERED_FEATURES else None
+        cleaned((1.0 / parameters.high_pass_cutoff_s, None), "unfiltered")
+        if wanted & UNFILTERED_FEATURES
+        else None
     )
     band_passed = (
-        cleaned((parameters.band_low_hz, parameters.band_high_hz)) if wanted & BAND_PASSED_FEATURES else None
+        cleaned((parameters.band_low_hz, parameters.band_high_hz), "band-passed")
+        if wanted & BAND_PASSED_FEATURES
+        else None
     )
     glm_series = (
         smooth_rows(rows, voxels, parameters.smooth_fwhm_mm, spacing_kji) if "glm" in wanted else rows
@@ -628,6 +886,7 @@ def preprocess(
         motion=motion,
         framewise_displacement=fd,
         dvars=quality,
+        cleanup=cleanup,
     )
 
 
@@ -896,15 +1155,17 @@ def _region_pairs(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def fc_feature(data: PreparedData, parameters: FMRIParameters) -> FeatureResult:
-    """Seed correlation maps and region matrices (Pearson, Fisher z, partial, coherence in the band)."""
+    """Seed correlation maps (points and regions), region matrices (Pearson, Fisher z, partial, coherence)."""
     band_passed, kept = data.band_passed, data.kept
     result = FeatureResult()
-    for number, rows in enumerate(data.seed_rows, start=1):
+    for name, rows in data.seeds.items():
         seed = band_passed[rows].mean(axis=0)
-        result.maps[f"seed_{number}_correlation"] = data.to_grid(
+        result.maps[f"seed_{name}_correlation"] = data.to_grid(
             seed_correlation_map(band_passed[:, kept], seed[kept])
         )
-        result.units[f"seed_{number}_correlation"] = ""
+        result.units[f"seed_{name}_correlation"] = ""
+    if data.seeds:
+        result.summary["seed_voxels"] = {name: int(rows.size) for name, rows in data.seeds.items()}
     if data.regions is None or data.regions.ids.size < 2:
         return result
     series = data.region_series(band_passed)
@@ -1071,6 +1332,8 @@ def analyse_fmri(
     labels: np.ndarray | None = None,
     region_names: Mapping[int, str] | None = None,
     seeds: Sequence[Sequence[int]] | None = None,
+    seed_labels: np.ndarray | None = None,
+    seed_region_names: Mapping[int, str] | None = None,
     reference_signal: np.ndarray | None = None,
     white_matter_mask: np.ndarray | None = None,
     csf_mask: np.ndarray | None = None,
@@ -1102,7 +1365,10 @@ def analyse_fmri(
         ``(k, j, i)`` integer region labels, named by ``region_names``; needed by fc matrices, dfc
         and the region delays of lag.
     seeds : sequence of (k, j, i), optional
-        Seed voxels of the seed correlation maps.
+        Seed voxels of the seed correlation maps ``seed_<n>_correlation``.
+    seed_labels : numpy.ndarray, optional
+        ``(k, j, i)`` integer labels of seed regions, named by ``seed_region_names``; each region's
+        mean series is the seed of a map ``seed_<name>_correlation``.
     reference_signal : numpy.ndarray, optional
         ``(T,)`` lag reference (default: the global mean signal).
     white_matter_mask, csf_mask : numpy.ndarray, optional
@@ -1126,13 +1392,18 @@ def analyse_fmri(
     if not voxels.any():
         raise InputError("no voxel inside the mask varies over time: check the mask and the input")
     regions = build_regions(_check_grid_array(labels, grid, "labelmap"), region_names, voxels)
-    seed_rows = seed_voxel_rows(seeds or (), voxels, spacing_kji, parameters.seed_radius_mm)
+    seed_regions = build_regions(
+        _check_grid_array(seed_labels, grid, "seed-region labelmap"), seed_region_names, voxels, "seed region"
+    )
+    seed_rows_by_name = seed_series_rows(
+        seed_voxel_rows(seeds or (), voxels, spacing_kji, parameters.seed_radius_mm), seed_regions
+    )
     if events is not None:
         check_glm_events(events, n_frames, tr)
     features, skipped = select_features(
         parameters.feature_list(),
         unavailable_features(
-            events, n_frames, tr, 0 if regions is None else regions.ids.size, len(seed_rows)
+            events, n_frames, tr, 0 if regions is None else regions.ids.size, len(seed_rows_by_name)
         ),
     )
     prepared = preprocess(
@@ -1150,7 +1421,7 @@ def analyse_fmri(
         csf_mask=_check_grid_array(csf_mask, grid, "CSF mask"),
         progress=progress.subrange(0.0, 0.3),
     )
-    prepared.events, prepared.regions, prepared.seed_rows = events, regions, seed_rows
+    prepared.events, prepared.regions, prepared.seeds = events, regions, seed_rows_by_name
     prepared.reference_signal = _check_frame_array(reference_signal, n_frames, None, "lag reference signal")
     analysis = FMRIAnalysis(
         mask=mask,
@@ -1163,6 +1434,9 @@ def analyse_fmri(
     )
     if prepared.motion is not None:
         analysis.tables["motion"] = _motion_table(prepared.motion, prepared.frame_times_s)
+    if prepared.cleanup:
+        analysis.tables["ica_cleanup"] = cleanup_table(prepared.cleanup)
+        analysis.summary["ica_cleanup"] = cleanup_summary(prepared.cleanup)
     for number, name in enumerate(features):
         progress(0.3 + 0.7 * number / len(features), name)
         result = FEATURE_FUNCTIONS[name](prepared, parameters)

@@ -179,10 +179,13 @@ def test_nifti_outputs_lie_on_the_input_voxels_and_constant_voxels_are_nan(capsy
         3,
         "--no-motion-correction",
         "--seed=" + ",".join(f"{v:.4f}" for v in seed),
+        "--seed-labels",
+        folder / "labels.nii.gz",
         *side_files(tmp_path, phantom),
     )
     assert status == 0, err
-    maps = ("lag", "lag_correlation", "lag_projection", "tsnr", "seed_1_correlation")
+    seed_maps = ("seed_1_correlation", *(f"seed_label_{label}_correlation" for label in range(1, 5)))
+    maps = ("lag", "lag_correlation", "lag_projection", "tsnr", *seed_maps)
     expected = {f"{name}.nii.gz" for name in maps} | {
         "ica_components.nii.gz",
         "summary.json",
@@ -221,6 +224,13 @@ def test_nifti_outputs_lie_on_the_input_voxels_and_constant_voxels_are_nan(capsy
     assert summary["results"]["units"]["lag"] == "s"
     assert summary["results"]["reference_time_s"] == 0.5
     assert summary["results"]["features_detail"]["lag"]["reference"] == "given signal"
+    assert summary["inputs"]["seed_labels"] == str(folder / "labels.nii.gz")
+    for label in range(1, 5):
+        seed_map = np.transpose(
+            nibabel.load(out / f"seed_label_{label}_correlation.nii.gz").get_fdata(), (2, 1, 0)
+        )
+        medians = [np.nanmedian(seed_map[phantom.labels == slab]) for slab in range(1, 5)]
+        assert np.argmax(medians) == label - 1
     lag = np.transpose(nibabel.load(out / "lag.nii.gz").get_fdata(), (2, 1, 0))
     oscillating = np.isfinite(phantom.lag_s) & np.isfinite(lag)
     assert np.median(np.abs(lag - phantom.lag_s)[oscillating]) < 0.1
@@ -275,6 +285,13 @@ def bad_cases(tmp_path, folder, phantom):
         ([source, *common, "--mask", files["other_grid_mask"]], "another grid"),
         ([source, *common, "--labels", files["other_grid_labels"]], "--resample-mask"),
         ([source, *common, "--labels", files["corner_labels"]], "region 'label 9' has no voxel"),
+        ([source, *common, "--seed-labels", files["corner_labels"]], "seed region 'label 9' has no voxel"),
+        (
+            [source, *common, "--seed-labels", files["other_grid_labels"]],
+            "the seed-region labelmap 'other_grid_labels' lies on another grid",
+        ),
+        ([source, *common, "--ica-cleanup"], "--ica-cleanup removes the components that match nuisance"),
+        ([source, *common, "--ica-cleanup-threshold", 1.5], "--ica-cleanup-threshold 1.5 is outside (0, 1]"),
         ([files["short"], *common, "--features", "reho"], "needs more than"),
         (
             [source, *common, "--labels", labels, "--features", "dfc", "--dfc-window-s", 200],

@@ -41,9 +41,19 @@ def phantom_sequence(context, phantom):
 def test_maps_tables_charts_and_ica_sequence_land_in_the_input_folder_on_its_grid(mrml_context, phantom):
     geometry, sequence = phantom_sequence(mrml_context, phantom)
     labels = add_labelmap_volume(mrml_context, phantom.labels, geometry, "slabs")
+    seed_regions = add_segmentation(
+        mrml_context, np.where(phantom.labels == 2, 1, 0), geometry, "seeds", {1: "left motor"}
+    )
     parameters = FMRIParameters(motion_correction=False, features=FEATURES, ica_components=4)
-    result = run_fmri(mrml_context, sequence, parameters, labels_node=labels)
-    assert set(result.map_nodes) == {"lag", "lag_correlation", "lag_projection", "tsnr"}
+    result = run_fmri(mrml_context, sequence, parameters, labels_node=labels, seed_regions_node=seed_regions)
+    assert set(result.map_nodes) == {
+        "lag",
+        "lag_correlation",
+        "lag_projection",
+        "tsnr",
+        "seed_left_motor_correlation",
+    }
+    assert result.map_nodes["seed_left_motor_correlation"].GetName() == "bold seed_left_motor_correlation"
     for name, node in result.map_nodes.items():
         assert volume_geometry(node).mismatch(geometry) is None, name
         np.testing.assert_array_equal(
@@ -113,6 +123,8 @@ def test_masks_and_labels_of_another_grid_or_with_an_empty_region_are_refused(mr
     segmentation = add_segmentation(mrml_context, regions, geometry, "regions", {1: "left", 2: "corner"})
     with pytest.raises(InputError, match="region 'corner' has no voxel"):
         run_fmri(mrml_context, sequence, parameters, labels_node=segmentation)
+    with pytest.raises(InputError, match="seed region 'corner' has no voxel"):
+        run_fmri(mrml_context, sequence, parameters, seed_regions_node=segmentation)
 
 
 def test_repetition_time_comes_from_the_parameter_or_uniform_frame_times(phantom):

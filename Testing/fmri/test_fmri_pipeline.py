@@ -10,13 +10,17 @@ from FMRIDynamicsLib.pipeline import (
     SliceTiming,
     analyse_fmri,
     parse_contrast,
+    preprocess,
     slice_timing_reference_s,
     smooth_rows,
 )
 from SpatioTemporalCommonLib.errors import InputError
+from SpatioTemporalCommonLib.progress import as_progress
 
 CONSTANT_VOXEL = (4, 10, 7)
 """A voxel of slab 2 whose series is made constant."""
+SEED_REGION_NAMES = {1: "left slab", 3: "slab #3"}
+"""Slabs used as seed regions, and the names their maps carry: seed_left_slab_..., seed_slab_3_..."""
 
 
 def analyse(phantom, **options):
@@ -26,6 +30,10 @@ def analyse(phantom, **options):
 
 def cube_centre(phantom, cube):
     return tuple(np.argwhere(phantom.cubes == cube).mean(axis=0).round().astype(int))
+
+
+def seed_region_labels(phantom):
+    return np.where(np.isin(phantom.labels, list(SEED_REGION_NAMES)), phantom.labels, 0)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +51,8 @@ def analysis(phantom):
         labels=phantom.labels,
         region_names=phantom.region_names,
         seeds=[cube_centre(phantom, 1)],
+        seed_labels=seed_region_labels(phantom),
+        seed_region_names=SEED_REGION_NAMES,
     )
 
 
@@ -71,6 +81,8 @@ def test_every_feature_runs_and_the_automatic_mask_is_the_brain(phantom, analysi
         "sample_entropy",
         "tsnr",
         "seed_1_correlation",
+        "seed_left_slab_correlation",
+        "seed_slab_3_correlation",
     }
     assert set(analysis.maps) == expected
     assert set(analysis.tables) == {
@@ -169,6 +181,56 @@ def test_connectivity_tables_follow_the_propagation(phantom, analysis):
     assert len(analysis.tables["dfc"]["correlation"]) == 6 * n_windows
     seed_map = analysis.maps["seed_1_correlation"]
     assert np.nanmedian(seed_map[phantom.cubes == 1]) > 0.9 > np.nanmedian(seed_map[phantom.labels > 0])
+
+
+def test_seed_region_maps_are_the_correlation_with_the_region_mean(phantom, analysis):
+    voxels = phantom.brain.copy()
+    voxels[CONSTANT_VOXEL] = False
+    band_passed = preprocess(
+        phantom.data.astype(float),
+        voxels,
+        phantom.tr_s,
+        phantom.spacing_kji,
+        FMRIParameters(motion_correction=False),
+        ("fc",),
+        progress=as_progress(None),
+    ).band_passed
+    for label, name in ((1, "left_slab"), (3, "slab_3")):
+        seed_map = analysis.maps[f"seed_{name}_correlation"]
+        in_region = phantom.labels[voxels] == label
+        seed = band_passed[in_region].mean(axis=0)
+        expected = [np.corrcoef(row, seed)[0, 1] for row in band_passed]
+        np.testing.assert_allclose(seed_map[voxels], expected, atol=1e-9)
+        assert analysis.summary["fc"]["seed_voxels"][name] == np.count_nonzero(in_region)
+        # the oscillation reaches the slabs one after another: each seed map peaks in its own slab
+        medians = [np.nanmedian(seed_map[phantom.labels == slab]) for slab in range(1, 5)]
+        assert np.argmax(medians) == label - 1, name
+
+
+def test_seed_regions_without_voxels_or_with_clashing_names_are_refused(phantom):
+    parameters = FMRIParameters(motion_correction=False, features="fc")
+    outside = np.zeros(phantom.brain.shape, dtype=int)
+    outside[0, 0, 0] = 1
+    with pytest.raises(
+        InputError, match="seed region 'corner' has no voxel with signal inside the brain mask"
+    ):
+        analyse(phantom, parameters=parameters, seed_labels=outside, seed_region_names={1: "corner"})
+    empty_segment = {**SEED_REGION_NAMES, 2: "empty"}
+    with pytest.raises(InputError, match="seed region 'empty' has no voxel"):
+        analyse(
+            phantom,
+            parameters=parameters,
+            seed_labels=seed_region_labels(phantom),
+            seed_region_names=empty_segment,
+        )
+    with pytest.raises(InputError, match=r"seed region '1\.' would write seed_1_correlation"):
+        analyse(
+            phantom,
+            parameters=parameters,
+            seeds=[cube_centre(phantom, 1)],
+            seed_labels=phantom.labels == 1,
+            seed_region_names={1: "1."},
+        )
 
 
 def test_features_are_skipped_without_their_inputs_and_refused_when_requested(phantom):
