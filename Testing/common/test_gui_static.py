@@ -155,6 +155,10 @@ PANEL_ONLY_FIELDS = {
         "featureIca": "checkbox of the ica feature, joined into FMRIParameters.features",
         "featureQc": "checkbox of the qc feature, joined into FMRIParameters.features",
     },
+    "TumorSegmentation4D": {
+        "phasesText": "the phase indices as typed, parsed into SegmentationParameters.phases",
+        "weightsPath": "a file argument of run_segmentation (weights_path), not a segmentation parameter",
+    },
 }
 
 
