@@ -67,8 +67,9 @@ import numpy as np
 from scipy.special import gammaln
 from scipy.stats import rankdata
 from SpatioTemporalCommonLib.errors import InputError
+from SpatioTemporalCommonLib.series import validate_frame_times
 
-from .bolus_arrival import bolus_arrival_time, check_frame_times
+from .bolus_arrival import bolus_arrival_time
 
 DEFAULT_HEMATOCRIT = 0.42
 """Large-vessel haematocrit used to convert blood to plasma concentration when none is given."""
@@ -344,7 +345,7 @@ def read_aif_csv(path: str | Path, acquisition_times_s: np.ndarray) -> np.ndarra
         finite number, the times are unsorted or repeated, or the file does not cover the acquisition.
     """
     acquisition = np.asarray(acquisition_times_s, dtype=float)
-    acquisition = check_frame_times(acquisition, acquisition.size)
+    acquisition = validate_frame_times(acquisition, acquisition.size)
     times, concentration = _read_aif_table(Path(path))
     tolerance = 1e-6 * max(1.0, float(np.max(np.abs(times))))
     if acquisition[0] < times[0] - tolerance or acquisition[-1] > times[-1] + tolerance:
@@ -377,7 +378,7 @@ def score_arterial_curves(concentration: np.ndarray, times_s: np.ndarray) -> np.
         Score in (0, 1]; NaN for unusable curves.
     """
     curves = _check_candidates(concentration)
-    times = check_frame_times(times_s, curves.shape[1])
+    times = validate_frame_times(times_s, curves.shape[1])
     finite = np.all(np.isfinite(curves), axis=1)
     curves = np.where(finite[:, np.newaxis], curves, 0.0)
     peak = np.max(curves, axis=1)

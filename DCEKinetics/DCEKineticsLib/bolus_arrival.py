@@ -31,54 +31,13 @@ from __future__ import annotations
 
 import numpy as np
 from SpatioTemporalCommonLib.errors import InputError
+from SpatioTemporalCommonLib.series import validate_frame_times
 
 MIN_FRAMES = 4
 """Fewest frames a curve needs for the three-parameter fit plus one arrival candidate."""
 
 _ELEMENTS_PER_CHUNK = 2_000_000
 """Upper bound on the size of the (curves, refinement candidates, frames) work array."""
-
-
-def check_frame_times(times_s: np.ndarray, n_frames: int) -> np.ndarray:
-    """Validate the acquisition times of a series and return them as a float array.
-
-    Parameters
-    ----------
-    times_s : array_like, shape (T,)
-        Time of each frame in seconds.
-    n_frames : int
-        Number of frames ``T`` of the curves the times belong to.
-
-    Returns
-    -------
-    numpy.ndarray, shape (T,)
-        The times in seconds, as float64.
-
-    Raises
-    ------
-    InputError
-        If the times are not a 1-D array of ``n_frames`` finite, strictly increasing values.
-    """
-    times = np.asarray(times_s, dtype=float)
-    if times.ndim != 1:
-        raise InputError(
-            f"frame times have shape {times.shape}: give one time in seconds per frame as a 1-D array"
-        )
-    if times.size != n_frames:
-        raise InputError(
-            f"{times.size} frame times were given for curves with {n_frames} frames: "
-            "give exactly one time (s) per frame"
-        )
-    if not np.all(np.isfinite(times)):
-        raise InputError("frame times contain NaN or infinite values: give finite times in seconds")
-    steps = np.diff(times)
-    if np.any(steps <= 0):
-        first = int(np.argmax(steps <= 0))
-        raise InputError(
-            f"frame times are not strictly increasing (frame {first + 1} at {times[first + 1]} s "
-            f"follows {times[first]} s): sort the frames by acquisition time and remove duplicates"
-        )
-    return times
 
 
 def bolus_arrival_time(
@@ -126,7 +85,7 @@ def bolus_arrival_time(
             f"curves of shape {curves.shape} are too short for a bolus-arrival fit: "
             f"give at least {MIN_FRAMES} frames on the last axis"
         )
-    times = check_frame_times(times_s, curves.shape[-1])
+    times = validate_frame_times(times_s, curves.shape[-1])
     if int(subdivisions) < 1:
         raise InputError(f"subdivisions={subdivisions}: give a whole number of grid steps >= 1")
     if not 0.0 < fit_end_fraction <= 1.0:
@@ -182,7 +141,7 @@ def baseline_frames_from_arrival(
     """
     arrival = np.asarray(arrival_s, dtype=float)
     times = np.asarray(times_s, dtype=float)
-    times = check_frame_times(times, times.size)
+    times = validate_frame_times(times, times.size)
     if int(skip_first_frames) < 0:
         raise InputError(f"skip_first_frames={skip_first_frames}: give a number of frames >= 0")
     before_arrival = times < arrival[..., np.newaxis]

@@ -49,8 +49,9 @@ from __future__ import annotations
 
 import numpy as np
 from SpatioTemporalCommonLib.errors import InputError
+from SpatioTemporalCommonLib.series import validate_frame_times
 
-from .bolus_arrival import bolus_arrival_time, check_frame_times
+from .bolus_arrival import bolus_arrival_time
 from .signal_model import baseline_signal
 
 PERSISTENT, PLATEAU, WASHOUT = 1, 2, 3
@@ -102,7 +103,7 @@ def semiquantitative_maps(
     curves = np.asarray(curves, dtype=float)
     if curves.ndim == 0:
         raise InputError("curves is a single number: give curves with time on the last axis")
-    times = check_frame_times(times_s, curves.shape[-1])
+    times = validate_frame_times(times_s, curves.shape[-1])
     _check_positive(early_phase_s, "early_phase_s", "the duration of the early phase in seconds, e.g. 90")
     for window in iauc_windows_s:
         _check_positive(window, "iAUC window", "integration windows in seconds, e.g. (60, 90)")

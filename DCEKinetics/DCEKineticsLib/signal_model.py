@@ -29,8 +29,9 @@ from typing import NamedTuple
 
 import numpy as np
 from SpatioTemporalCommonLib.errors import InputError
+from SpatioTemporalCommonLib.series import validate_frame_times
 
-from .bolus_arrival import bolus_arrival_time, check_frame_times
+from .bolus_arrival import bolus_arrival_time
 
 DEFAULT_RELAXIVITY_PER_MM_PER_S = 4.5
 """Longitudinal relaxivity r1 used when none is given (/mM/s), typical of gadolinium chelates."""
@@ -365,7 +366,7 @@ def _baseline_selection(
 def _frames_before_mean_arrival(signal: np.ndarray, times_s: np.ndarray | None) -> int:
     """Number of frames before the bolus arrival on the mean curve of all voxels."""
     n_frames = signal.shape[-1]
-    times = np.arange(n_frames, dtype=float) if times_s is None else check_frame_times(times_s, n_frames)
+    times = np.arange(n_frames, dtype=float) if times_s is None else validate_frame_times(times_s, n_frames)
     flat = signal.reshape(-1, n_frames)
     usable = np.all(np.isfinite(flat), axis=1)
     if not np.any(usable):

@@ -65,8 +65,8 @@ class Series:
         return self.times_s
 
 
-def validate_frame_times(times_s: np.ndarray, n_frames: int, source: str) -> np.ndarray:
-    """Check frame times for count, finiteness and strict increase.
+def validate_frame_times(times_s: np.ndarray, n_frames: int, source: str = "frame times") -> np.ndarray:
+    """Check frame times for shape, count, finiteness and strict increase.
 
     Parameters
     ----------
@@ -75,33 +75,34 @@ def validate_frame_times(times_s: np.ndarray, n_frames: int, source: str) -> np.
     n_frames : int
         Number of frames the times must describe.
     source : str
-        Where the times came from, for the message (e.g. ``"times.txt"``).
+        Where the times came from, for the message (e.g. ``"times file 'times.txt'"``).
 
     Returns
     -------
     ndarray of float64
         The validated times.
     """
-    times = np.asarray(times_s, dtype=float).ravel()
+    times = np.asarray(times_s, dtype=float)
+    if times.ndim != 1:
+        raise InputError(f"{source} have shape {times.shape}: give one time in seconds per frame as a 1-D array")
     if times.size != n_frames:
         raise InputError(
-            f"{source} gives {times.size} frame times for {n_frames} frames: give exactly one time "
-            "(in seconds) per frame"
+            f"{source} gives {times.size} frame times for {n_frames} frames: give exactly one time (s) per frame"
         )
     if not np.all(np.isfinite(times)):
-        raise InputError(f"{source} contains a frame time that is not a number: fix or remove it")
+        raise InputError(f"{source} contains a frame time that is not finite: give finite times in seconds")
     steps = np.diff(times)
     if np.any(steps == 0):
         frame = int(np.flatnonzero(steps == 0)[0]) + 1
         raise InputError(
             f"{source} has a duplicate frame time ({times[frame]:g} s at frames {frame - 1} and {frame}): "
-            "every frame needs its own time"
+            "every frame needs its own time; sort the frames by acquisition time and remove duplicates"
         )
     if np.any(steps < 0):
         frame = int(np.flatnonzero(steps < 0)[0]) + 1
         raise InputError(
             f"{source} is not increasing ({times[frame - 1]:g} s then {times[frame]:g} s at frame {frame}): "
-            "list the frame times in acquisition order"
+            "sort the frames by acquisition time"
         )
     return times
 
